@@ -1,0 +1,1 @@
+"""AKI: multimodal LLMs with modality-mutual attention."""

@@ -1,0 +1,1 @@
+"""The ``aki`` command line. Each module here adds its subcommands through ``register(app)``."""

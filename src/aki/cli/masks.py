@@ -1,0 +1,75 @@
+"""``aki masks``: print and plot the attention rules on an example layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+LETTERS = {"P": -1, "T": 0, "I": 1, "Q": 2, "A": 3}
+DEFAULT_LAYOUT = "TT IIII QQQ AA T IIII QQ AA"
+
+
+def parse_layout(layout: str):
+    """'TT IIII QQ AA' -> Segment labels (P pad, T text, I image, Q query, A answer; spaces ignored)."""
+    import torch
+
+    chars = [c for c in layout.upper() if not c.isspace()]
+    bad = sorted({c for c in chars if c not in LETTERS})
+    if bad or not chars:
+        raise typer.BadParameter(
+            f"layout letters must be from P T I Q A (pad, text, image, query, answer); got {bad or 'nothing'}."
+        )
+    return torch.tensor([[LETTERS[c] for c in chars]])
+
+
+def show(
+    rule: list[str] = typer.Option(None, "--rule", "-r", help="rule(s) to show; default: all"),
+    layout: str = typer.Option(DEFAULT_LAYOUT, help="token layout: P pad, T text, I image, Q query, A answer"),
+    unlock_fraction: float = typer.Option(None, help="partial MMA (rule mma only)"),
+    plot: Path = typer.Option(None, help="write a PNG with one panel per rule"),
+) -> None:
+    """Print each rule's mask on a layout (# = may attend) and check it for leaks."""
+    from aki.masks import RULE_NAMES, Segment, build_attention_mask, find_leaks
+
+    segments = parse_layout(layout)
+    rules = rule or list(RULE_NAMES)
+    letters = "".join(k for c in segments[0].tolist() for k, v in LETTERS.items() if v == c)
+    masks = {}
+    for name in rules:
+        opts = {"unlock_fraction": unlock_fraction} if name == "mma" else {}
+        if name == "cca":
+            opts = {"grid": (2, 2)} if layout.upper().count("IIII") else {}
+        try:
+            mask = build_attention_mask(segments, name, **opts)
+        except ValueError as err:
+            typer.echo(f"{name}: {err}")
+            continue
+        masks[name] = mask
+        leaks = find_leaks(mask, segments == Segment.ANSWER)
+        typer.echo(f"\n{name}  (rows = queries, columns = keys; leaks: {int(leaks.sum())})")
+        typer.echo("   " + letters)
+        for i, row in enumerate(mask[0, 0].tolist()):
+            typer.echo(f"{letters[i]}  " + "".join("#" if x else "." for x in row))
+    if plot is not None and masks:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(masks), figsize=(3.2 * len(masks), 3.4), squeeze=False)
+        for ax, (name, mask) in zip(axes[0], masks.items(), strict=True):
+            ax.imshow(mask[0, 0].numpy(), cmap="Greys", vmin=0, vmax=1)
+            ax.set_title(name)
+            ax.set_xticks(range(len(letters)), list(letters), fontsize=6)
+            ax.set_yticks(range(len(letters)), list(letters), fontsize=6)
+        fig.tight_layout()
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=120)
+        typer.echo(f"\nplot written to {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    masks_app = typer.Typer(help="Inspect the attention rules.", no_args_is_help=True)
+    masks_app.command("show")(show)
+    app.add_typer(masks_app, name="masks")
