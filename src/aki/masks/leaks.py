@@ -37,9 +37,9 @@ def reachable_max(mask: torch.Tensor, max_sweeps: int | None = None, row_chunk: 
         mask = mask[:, 0]
     if mask.dtype != torch.bool:
         raise TypeError(f"the mask must be bool (True = may attend); got {mask.dtype}.")
-    B, L, Lk = mask.shape
-    if L != Lk:
-        raise ValueError(f"the mask must be square over the sequence; got {L} x {Lk}.")
+    if mask.shape[-1] != mask.shape[-2]:
+        raise ValueError(f"the mask must be square over the sequence; got {mask.shape[-2]} x {mask.shape[-1]}.")
+    B, L = mask.shape[0], mask.shape[1]
     idx = torch.arange(L, device=mask.device, dtype=torch.int32).expand(B, L)
     reach = idx.clone()
     for _ in range(max_sweeps or L):

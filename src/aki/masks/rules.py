@@ -104,13 +104,17 @@ def mma(layout: TokenLayout, unlock_fraction: float = 1.0) -> MaskMod:
     anti-diagonals: every image row gets about f·|question| of its question tokens, every question
     column about f·|image| image tokens; f = 0 is exactly causal and f = 1 exactly MMA.
     """
-    seg, block = layout.segments, layout.block_ids
+    block = layout.block_ids
+    # Per-token flags computed here, not inside the mask_mod: comparing against a Segment (an
+    # IntEnum) inside a mask_mod is silently mis-evaluated by flex_attention (torch 2.13, eager CPU).
+    is_image = layout.segments == Segment.IMAGE
+    is_query = layout.segments == Segment.QUERY
     frac = as_fraction(unlock_fraction)
     num, den = frac.numerator, frac.denominator
     img_rank, qry_rank = layout.image_rank_in_row, layout.query_rank_in_row
 
     def image_sees_question(b, h, q, kv):
-        return (seg[b, q] == Segment.IMAGE) & (seg[b, kv] == Segment.QUERY) & (block[b, q] == block[b, kv])
+        return is_image[b, q] & is_query[b, kv] & (block[b, q] == block[b, kv])
 
     if frac == 1:
         extra = image_sees_question
@@ -118,9 +122,18 @@ def mma(layout: TokenLayout, unlock_fraction: float = 1.0) -> MaskMod:
         return causal(layout)
     else:
 
+        # Whether anti-diagonal s = i + j is unlocked depends on s alone: tabulate it once, so the
+        # mask_mod does one small-int add and a lookup instead of int64 arithmetic on every pair.
+        # Ranks are clamped to >= 0 (the -1 of non-image / non-query tokens is masked out by
+        # image_sees_question anyway), so every index lies inside the table.
+        i = img_rank.clamp(min=0).to(torch.int32)
+        j = qry_rank.clamp(min=0).to(torch.int32)
+        top = (int(i.max()) + int(j.max())) if i.numel() else 0
+        s = torch.arange(top + 1, device=i.device)
+        table = ((s + 1) * num) // den > (s * num) // den
+
         def thinned(b, h, q, kv):
-            s = img_rank[b, q] + qry_rank[b, kv]
-            return ((s + 1) * num) // den > (s * num) // den
+            return table[i[b, q] + j[b, kv]]
 
         extra = and_masks(image_sees_question, thinned)
     return _finish(layout, or_masks(causal_mod, extra))
@@ -133,15 +146,11 @@ def mma_general(layout: TokenLayout) -> MaskMod:
     ANSWER and no ANSWER lies between them). Text (TEXT, QUERY) and image are the default
     modalities; pass ``modality_ids`` to :func:`~aki.masks.segments.token_layout` for more.
     """
-    seg, block, modality = layout.segments, layout.block_ids, layout.modality
+    block, modality = layout.block_ids, layout.modality
+    prompt = layout.segments != Segment.ANSWER  # flags outside the mask_mod: see mma()
 
     def cross_modal_prompt(b, h, q, kv):
-        return (
-            (modality[b, q] != modality[b, kv])
-            & (seg[b, q] != Segment.ANSWER)
-            & (seg[b, kv] != Segment.ANSWER)
-            & (block[b, q] == block[b, kv])
-        )
+        return (modality[b, q] != modality[b, kv]) & prompt[b, q] & prompt[b, kv] & (block[b, q] == block[b, kv])
 
     return _finish(layout, or_masks(causal_mod, cross_modal_prompt))
 

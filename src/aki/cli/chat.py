@@ -1,0 +1,56 @@
+"""``aki chat``: ask a trained model about an image, streaming the answer."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+
+
+def chat(
+    model_dir: Path = typer.Argument(..., help="a directory written by save_pretrained (model + processor)"),
+    question: str = typer.Argument(..., help="the question about the image"),
+    image: list[Path] = typer.Option(None, "--image", "-i", help="image file(s); one <image> per file"),
+    max_new_tokens: int = typer.Option(64, help="longest answer in tokens"),
+    temperature: float = typer.Option(0.0, help="0 = greedy decoding (as in the paper's evaluation)"),
+    top_p: float = typer.Option(1.0, help="nucleus sampling threshold (with temperature > 0)"),
+    seed: int = typer.Option(0, help="random seed for sampling"),
+) -> None:
+    """Answer QUESTION about the image(s), printing tokens as they are generated."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    from aki import AkiForConditionalGeneration, AkiProcessor
+    from aki.processing.images import load_image
+
+    if not model_dir.exists():
+        raise typer.BadParameter(f"model directory {model_dir} does not exist; train one with "
+                                 "`aki quickstart` or `aki train`, or convert one with `aki convert-official`.")
+    torch.manual_seed(seed)
+    processor = AkiProcessor.from_pretrained(str(model_dir))
+    model = AkiForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+    images = [load_image(p) for p in (image or [])]
+    content = [{"type": "image"} for _ in images] + [{"type": "text", "text": question}]
+    prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    batch = processor(text=[prompt], images=[images] if images else None, return_tensors="pt")
+    streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = dict(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        temperature=max(temperature, 1e-5),
+        top_p=top_p,
+        eos_token_id=processor.eos_token_ids,
+        streamer=streamer,
+    )
+    worker = threading.Thread(target=lambda: model.generate(**kwargs), daemon=True)
+    worker.start()
+    for piece in streamer:
+        typer.echo(piece, nl=False)
+    worker.join()
+    typer.echo("")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)

@@ -1,0 +1,71 @@
+"""The training record (``Sample``) and the error a reader raises for a record it cannot use.
+
+Readers never crash a run on bad data: they raise :class:`BadRecord`, the training loop skips the
+record and counts it, and only a skip *rate* above the configured threshold stops the run.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+
+class BadRecord(ValueError):
+    """A record that cannot be turned into a training sample (corrupt image, malformed fields,
+    prompt too long); ``reason`` is a short tag used for counting."""
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Sample:
+    """One training example (docs/contracts.md): PT samples carry ``caption``, SFT ``messages``.
+
+    ``messages`` are transformers chat messages whose user content lists ``{"type": "image"}``
+    items (one per entry of ``images``, in order) and ``{"type": "text", "text": ...}`` items.
+    """
+
+    images: list[Image.Image] = field(default_factory=list)
+    messages: list[dict] | None = None
+    caption: str | None = None
+    source: str = ""
+
+    @property
+    def is_caption(self) -> bool:
+        return self.caption is not None
+
+
+def load_image(src: str | Path | bytes) -> Image.Image:
+    """Open an image fully (decode now, so a corrupt file fails here, not inside a batch) as RGB."""
+    try:
+        fh = io.BytesIO(src) if isinstance(src, bytes | bytearray) else open(src, "rb")  # noqa: SIM115
+        with fh:
+            img = Image.open(fh)
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError as err:
+        raise BadRecord(f"image not found: {src}", "missing_image") from err
+    except Exception as err:  # PIL raises many types for broken files
+        where = "<bytes>" if isinstance(src, bytes | bytearray) else str(src)
+        raise BadRecord(f"cannot decode image {where}: {err}", "corrupt_image") from err
+
+
+def user_turn(text: str, n_images: int = 1, order: str = "I&T") -> dict:
+    """A user message with ``n_images`` image items before (I&T) or after (T&I) the text."""
+    images = [{"type": "image"} for _ in range(n_images)]
+    txt = [{"type": "text", "text": text}]
+    return {"role": "user", "content": images + txt if order == "I&T" else txt + images}
+
+
+def assistant_turn(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def qa_messages(question: str, answer: str, n_images: int = 1) -> list[dict]:
+    """A single-turn conversation (I&T order; the loop can reorder it)."""
+    return [user_turn(question, n_images), assistant_turn(answer)]

@@ -1,0 +1,308 @@
+"""Readers for the on-disk formats of the paper's SFT sets, with the paper's task prompts.
+
+Each function takes the data set's folder as released and returns a :class:`RecordSource` of
+single-turn samples whose user text is the paper's prompt (official-aki.md, "Task prompts").
+Annotations are parsed up front (they are small next to the images); images load lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aki.data.readers import RecordSource, sft_llava
+from aki.data.records import BadRecord, Sample, load_image, qa_messages
+
+SHORT_ANSWER = "Answer the question using a single word or phrase."
+YES_NO = "Please answer yes or no."
+OPTION_LETTER = "Answer with the option's letter from the given choices directly."
+REGION = "Provide a short description for this region."
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def short_answer_prompt(question: str) -> str:
+    """VQAv2 / GQA / OCR-VQA prompt."""
+    return f"{SHORT_ANSWER} {question.strip()}"
+
+
+def yes_no_prompt(question: str) -> str:
+    """VSR prompt: the short-answer prompt with the yes/no instruction after the question."""
+    return f"{SHORT_ANSWER} {question.strip()} {YES_NO}"
+
+
+def options_prompt(question: str, options: Sequence[str], context: str | None = None) -> str:
+    """A-OKVQA / ScienceQA prompt: ``... {question}\\nOptions:\\nA. ..\\n`` (+ ``Context:``)."""
+    text = f"{OPTION_LETTER} "
+    if context and context.strip():
+        text += f"Context: {context.strip()}\n"
+    text += f"{question.strip()}\nOptions:\n"
+    return text + "".join(f"{LETTERS[k]}. {o}\n" for k, o in enumerate(options))
+
+
+def bbox_text(box: Sequence[float], width: float, height: float) -> str:
+    """``[x1, y1, x2, y2]`` in pixels -> ``<bbox>[x1, y1][x2, y2]</bbox>``, normalised, 3 decimals."""
+    if width <= 0 or height <= 0:
+        raise BadRecord(f"image size must be positive, got {width}x{height}", "malformed")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    n = [min(max(v / s, 0.0), 1.0) for v, s in ((x1, width), (y1, height), (x2, width), (y2, height))]
+    return f"<bbox>[{n[0]:.3f}, {n[1]:.3f}][{n[2]:.3f}, {n[3]:.3f}]</bbox>"
+
+
+def region_prompt(box: Sequence[float], width: float, height: float) -> str:
+    """RefCOCO / RefCOCO+ / RefCOCOg / Visual Genome prompt."""
+    return f"{REGION} {bbox_text(box, width, height)}"
+
+
+def _qa_source(name: str, entries: list[Any]) -> RecordSource:
+    """Entries ``(image path, question prompt, answer)`` -> single-turn samples."""
+
+    def build(entry: tuple[Path, str, str]) -> Sample:
+        image, prompt, answer = entry
+        return Sample(images=[load_image(image)], messages=qa_messages(prompt, answer))
+
+    return RecordSource(name, entries, build)
+
+
+def _load_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _safe(fn, *args) -> Any:
+    """Build one entry; a malformed annotation becomes a BadRecord entry (counted when drawn)."""
+    try:
+        return fn(*args)
+    except BadRecord as err:
+        return err
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        return BadRecord(f"malformed annotation: {type(err).__name__}: {err}", "malformed")
+
+
+# -- open-ended VQA ------------------------------------------------------------------------------
+
+
+def vqav2(root: str | Path, split: str = "train2014", name: str = "vqav2") -> RecordSource:
+    """VQAv2: ``v2_OpenEnded_mscoco_{split}_questions.json`` + ``v2_mscoco_{split}_annotations.json``;
+    images ``{split}/COCO_{split}_{image_id:012d}.jpg``; target = ``multiple_choice_answer``."""
+    root = Path(root)
+    questions = _load_json(root / f"v2_OpenEnded_mscoco_{split}_questions.json")["questions"]
+    answers = {a["question_id"]: a for a in _load_json(root / f"v2_mscoco_{split}_annotations.json")["annotations"]}
+
+    def entry(q: dict) -> tuple[Path, str, str]:
+        ann = answers[q["question_id"]]
+        image = root / split / f"COCO_{split}_{int(q['image_id']):012d}.jpg"
+        return image, short_answer_prompt(q["question"]), str(ann["multiple_choice_answer"])
+
+    return _qa_source(name, [_safe(entry, q) for q in questions])
+
+
+def gqa(root: str | Path, questions: str = "train_balanced_questions.json", name: str = "gqa") -> RecordSource:
+    """GQA: a questions JSON ``{qid: {"imageId", "question", "answer"}}``; images ``images/{imageId}.jpg``."""
+    root = Path(root)
+    data = _load_json(root / questions)
+
+    def entry(q: dict) -> tuple[Path, str, str]:
+        return root / "images" / f"{q['imageId']}.jpg", short_answer_prompt(q["question"]), str(q["answer"])
+
+    return _qa_source(name, [_safe(entry, data[k]) for k in sorted(data)])
+
+
+def vsr(root: str | Path, file: str = "train.jsonl", name: str = "vsr") -> RecordSource:
+    """VSR: JSONL ``{"image", "caption", "label"}``; the caption is the statement asked about and
+    the target is ``yes`` (label 1) or ``no`` (label 0); images ``images/{image}``."""
+    root = Path(root)
+    lines = (root / file).read_text(encoding="utf-8").splitlines()
+
+    def entry(line: str) -> tuple[Path, str, str]:
+        rec = json.loads(line)
+        label = int(rec["label"])
+        if label not in (0, 1):
+            raise BadRecord(f"VSR label must be 0 or 1, got {label}", "malformed")
+        return root / "images" / rec["image"], yes_no_prompt(rec["caption"]), "yes" if label else "no"
+
+    return _qa_source(name, [_safe(entry, ln) for ln in lines if ln.strip()])
+
+
+def ocrvqa(root: str | Path, file: str = "dataset.json", splits: Sequence[int] = (1,),
+           name: str = "ocrvqa") -> RecordSource:
+    """OCR-VQA: ``dataset.json`` ``{id: {"imageURL", "questions", "answers", "split"}}`` (split 1 =
+    train); one sample per question; images ``images/{id}{ext of imageURL}``."""
+    root = Path(root)
+    data = _load_json(root / file)
+    entries: list[Any] = []
+    for key in sorted(data):
+        rec = data[key]
+        try:
+            if int(rec.get("split", 1)) not in splits:
+                continue
+            ext = Path(str(rec.get("imageURL", ".jpg"))).suffix or ".jpg"
+            qs, ans = rec["questions"], rec["answers"]
+            if len(qs) != len(ans):
+                raise BadRecord(f"OCR-VQA {key}: {len(qs)} questions, {len(ans)} answers", "malformed")
+            image = root / "images" / f"{key}{ext}"
+            entries.extend((image, short_answer_prompt(q), str(a)) for q, a in zip(qs, ans, strict=True))
+        except BadRecord as err:
+            entries.append(err)
+        except (KeyError, TypeError, ValueError) as err:
+            entries.append(BadRecord(f"OCR-VQA {key}: {err}", "malformed"))
+    return _qa_source(name, entries)
+
+
+# -- multiple choice -----------------------------------------------------------------------------
+
+
+def shuffled_options(choices: Sequence[str], correct: int, seed: int, key: Any) -> tuple[list[str], str]:
+    """Options in a seeded random order (per record, independent of reading order) and the
+    letter of the correct one."""
+    rng = random.Random(f"{seed}:{key}")
+    order = list(range(len(choices)))
+    rng.shuffle(order)
+    return [choices[i] for i in order], LETTERS[order.index(correct)]
+
+
+def aokvqa(root: str | Path, file: str = "aokvqa_v1p0_train.json", image_dir: str = "train2017",
+           seed: int = 0, name: str = "aokvqa") -> RecordSource:
+    """A-OKVQA: a JSON list of ``{"question_id", "image_id", "question", "choices",
+    "correct_choice_idx"}``; options shuffled with a seeded RNG; target = the letter; COCO images
+    ``{image_dir}/{image_id:012d}.jpg``."""
+    root = Path(root)
+
+    def entry(q: dict) -> tuple[Path, str, str]:
+        choices = [str(c) for c in q["choices"]]
+        correct = int(q["correct_choice_idx"])
+        if not 0 <= correct < len(choices) or len(choices) > len(LETTERS):
+            raise BadRecord(f"A-OKVQA {q.get('question_id')}: bad correct_choice_idx", "malformed")
+        options, letter = shuffled_options(choices, correct, seed, q["question_id"])
+        image = root / image_dir / f"{int(q['image_id']):012d}.jpg"
+        return image, options_prompt(q["question"], options), letter
+
+    return _qa_source(name, [_safe(entry, q) for q in _load_json(root / file)])
+
+
+def scienceqa(root: str | Path, file: str = "problems.json", split: str = "train", image_dir: str = "images",
+              require_image: bool = True, name: str = "scienceqa") -> RecordSource:
+    """ScienceQA: ``problems.json`` ``{pid: {"question", "choices", "answer", "hint", "image", "split"}}``;
+    the hint is the ``Context:``; images ``{image_dir}/{split}/{pid}/{image}``. Text-only problems
+    are left out unless ``require_image=False``."""
+    root = Path(root)
+    data = _load_json(root / file)
+    entries: list[Any] = []
+
+    def entry(pid: str, q: dict) -> tuple[list[Path], str, str]:
+        choices = [str(c) for c in q["choices"]]
+        correct = int(q["answer"])
+        if not 0 <= correct < len(choices):
+            raise BadRecord(f"ScienceQA {pid}: answer index out of range", "malformed")
+        images = [root / image_dir / split / pid / q["image"]] if q.get("image") else []
+        return images, options_prompt(q["question"], choices, q.get("hint")), LETTERS[correct]
+
+    for pid in sorted(data):
+        q = data[pid]
+        if not isinstance(q, dict) or q.get("split", split) != split or (require_image and not q.get("image")):
+            continue
+        entries.append(_safe(entry, pid, q))
+
+    def build(e: tuple[list[Path], str, str]) -> Sample:
+        images, prompt, answer = e
+        return Sample(images=[load_image(p) for p in images], messages=qa_messages(prompt, answer, len(images)))
+
+    return RecordSource(name, entries, build)
+
+
+# -- grounded captioning -------------------------------------------------------------------------
+
+
+def _load_refs(folder: Path, split_by: str) -> list[dict]:
+    """``refs({split_by}).json`` when present, else the released pickle ``refs({split_by}).p``
+    (a pickle runs code when loaded: only read released annotation files you trust)."""
+    js = folder / f"refs({split_by}).json"
+    if js.exists():
+        return _load_json(js)
+    with open(folder / f"refs({split_by}).p", "rb") as fh:
+        return pickle.load(fh)  # the data set's own format
+
+
+def refcoco(root: str | Path, dataset: str = "refcoco", split_by: str | None = None, split: str = "train",
+            image_dir: str = "images", name: str | None = None) -> RecordSource:
+    """RefCOCO / RefCOCO+ / RefCOCOg (``dataset``) as released: ``{dataset}/refs({split_by}).p`` and
+    ``{dataset}/instances.json`` (COCO boxes ``[x, y, w, h]``); one sample per referring sentence:
+    the region prompt with the normalised box, target = the sentence."""
+    root = Path(root)
+    split_by = split_by or {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}.get(dataset, "unc")
+    folder = root / dataset
+    refs = _load_refs(folder, split_by)
+    inst = _load_json(folder / "instances.json")
+    anns = {a["id"]: a for a in inst["annotations"]}
+    imgs = {i["id"]: i for i in inst["images"]}
+    entries: list[Any] = []
+    for ref in refs:
+        if ref.get("split") != split:
+            continue
+        try:
+            ann, img = anns[ref["ann_id"]], imgs[ref["image_id"]]
+            x, y, w, h = ann["bbox"]
+            prompt = region_prompt((x, y, x + w, y + h), img["width"], img["height"])
+            image = root / image_dir / img["file_name"]
+            for sent in ref["sentences"]:
+                text = sent.get("sent", sent.get("raw", "")) if isinstance(sent, dict) else str(sent)
+                entries.append((image, prompt, text.strip()) if text.strip() else
+                               BadRecord(f"ref {ref.get('ref_id')}: empty sentence", "malformed"))
+        except BadRecord as err:
+            entries.append(err)
+        except (KeyError, TypeError, ValueError) as err:
+            entries.append(BadRecord(f"ref {ref.get('ref_id')}: {type(err).__name__}: {err}", "malformed"))
+    return _qa_source(name or dataset, entries)
+
+
+def visual_genome(root: str | Path, regions: str = "region_descriptions.json",
+                  image_data: str = "image_data.json", image_dirs: Sequence[str] = ("VG_100K", "VG_100K_2"),
+                  name: str = "vg") -> RecordSource:
+    """Visual Genome regions: ``region_descriptions.json`` (per image, regions with ``x, y, width,
+    height, phrase``) and ``image_data.json`` (image sizes); one sample per region; images in
+    ``VG_100K/`` or ``VG_100K_2/``."""
+    root = Path(root)
+    sizes = {d["image_id"]: (d["width"], d["height"]) for d in _load_json(root / image_data)}
+    entries: list[Any] = []
+    for item in _load_json(root / regions):
+        for reg in item.get("regions", []):
+            try:
+                iid = reg.get("image_id", item.get("id"))
+                w, h = sizes[iid]
+                box = (reg["x"], reg["y"], reg["x"] + reg["width"], reg["y"] + reg["height"])
+                phrase = str(reg["phrase"]).strip()
+                if not phrase:
+                    raise BadRecord(f"VG region {reg.get('region_id')}: empty phrase", "malformed")
+                image = next((root / d / f"{iid}.jpg" for d in image_dirs if (root / d / f"{iid}.jpg").exists()),
+                             root / image_dirs[0] / f"{iid}.jpg")
+                entries.append((image, region_prompt(box, w, h), phrase))
+            except BadRecord as err:
+                entries.append(err)
+            except (KeyError, TypeError, ValueError) as err:
+                entries.append(BadRecord(f"VG region: {type(err).__name__}: {err}", "malformed"))
+    return _qa_source(name, entries)
+
+
+def llava150k(root: str | Path, file: str = "llava_instruct_150k.json", image_dir: str = "train2017",
+              turns: str = "split", name: str = "llava150k") -> RecordSource:
+    """LLaVA-Instruct-150k: the LLaVA conversation file; images from COCO ``{image_dir}``; with
+    ``turns="split"`` every human/gpt pair is its own sample with the image (the paper)."""
+    root = Path(root)
+    return sft_llava(root / file, image_root=root / image_dir, turns=turns, name=name)
+
+
+# Paper Table 5: the SFT mixture's sampling weights.
+TABLE5_WEIGHTS: dict[str, float] = {
+    "vqav2": 0.103, "gqa": 0.103, "vsr": 0.026, "ocrvqa": 0.103, "aokvqa": 0.103, "scienceqa": 0.103,
+    "refcoco": 0.103, "refcoco+": 0.103, "refcocog": 0.103, "vg": 0.047, "llava150k": 0.103,
+}
+
+FORMATS = {
+    "vqav2": vqav2, "gqa": gqa, "vsr": vsr, "ocrvqa": ocrvqa, "aokvqa": aokvqa, "scienceqa": scienceqa,
+    "refcoco": refcoco, "visual_genome": visual_genome, "llava150k": llava150k,
+}
+"""Task readers by format name (configs: ``format: vqav2``); RefCOCO+/g use ``refcoco`` with
+``dataset: refcoco+``."""

@@ -1,0 +1,103 @@
+"""One command from 1 CPU process to many GPUs: process group from torchrun's environment,
+FSDP2 (``fully_shard``) with each decoder layer and the resampler as their own units.
+
+Without ``WORLD_SIZE`` (plain ``aki train``), no process group is created and the model is left
+unwrapped. gloo on CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = CPU
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup() -> DistInfo:
+    """Read torchrun's environment; initialise the process group when launched by it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=
+                                device if device.type == "cuda" else None)
+    return DistInfo(rank, world, local, device)
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The LLM's decoder layers (``language_model.model.layers`` in transformers causal LMs)."""
+    lm = getattr(model, "language_model", model)
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else getattr(lm, "model", lm)
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ValueError("cannot find the decoder layers to shard (expected language_model.model.layers)")
+    return list(layers)
+
+
+def shard_model(model: nn.Module, mp_dtype: torch.dtype | None = None) -> nn.Module:
+    """FSDP2: each decoder layer and the resampler their own unit, then the root (vision tower,
+    embeddings, head). ``mp_dtype`` sets bf16 parameters/compute with fp32 gradient reduction."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    kwargs = {}
+    if mp_dtype is not None:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32)
+    for layer in decoder_layers(model):
+        fully_shard(layer, **kwargs)
+    if hasattr(model, "resampler"):
+        fully_shard(model.resampler, **kwargs)
+    fully_shard(model, **kwargs)
+    return model
+
+
+def all_reduce_sum(value: float | int | torch.Tensor, info: DistInfo) -> float:
+    """Sum a number over ranks (the value itself without a process group)."""
+    if not info.distributed:
+        return float(value)
+    t = torch.as_tensor(value, dtype=torch.float64, device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t)
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    if not info.distributed:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()

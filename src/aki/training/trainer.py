@@ -1,0 +1,281 @@
+"""The training loop of one stage (PT or SFT), from a config to ``output_dir/final``.
+
+Loss normalisation: every optimizer step covers ``batch_size`` samples across ranks and
+micro-batches; each micro-batch contributes its *summed* token cross-entropy divided by the
+step's global count of trained tokens. So the step's gradient is the token mean over the whole
+global batch, whatever the number of processes, micro-batches or packing (FSDP averages
+gradients over ranks, hence the ``world_size`` factor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from aki.data.batching import IGNORE_INDEX, count_trained, non_pad_fraction
+from aki.data.order import order_at
+from aki.masks import LeakageError
+from aki.training import checkpoint as ckpt
+from aki.training.config import ConfigError, TrainConfig, to_dict
+from aki.training.distributed import DistInfo, all_reduce_sum, barrier, setup, shard_model, teardown
+from aki.training.feedback import Feedback
+from aki.training.guard import check_batches
+from aki.training.optim import build_optimizer, build_scheduler
+from aki.training.pipeline import DataStream, build_sources, ensure_synth
+
+MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "segments", "document_ids")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
+    """Model + processor from ``init`` (tiny preset, a previous stage's output, or components),
+    configured with this stage's attention rule and vision freezing."""
+    init = cfg.init
+    if init.tiny:
+        from aki.testing import tiny_model
+
+        model, processor = tiny_model(init.tiny, rule=cfg.rule, seed=init.seed)
+    elif init.from_dir:
+        from aki.model import AkiForConditionalGeneration
+        from aki.processing import AkiProcessor
+
+        d = Path(init.from_dir)
+        if (d / "final").is_dir():
+            d = d / "final"
+        if not (d / "config.json").exists():
+            raise FileNotFoundError(f"init.from_dir={init.from_dir!r} holds no saved model (config.json); "
+                                    "run the previous stage first or point at its output_dir/final.")
+        model = AkiForConditionalGeneration.from_pretrained(d)
+        processor = AkiProcessor.from_pretrained(d)
+    else:
+        model, processor = _from_components(cfg)
+    model.config.attention_rule = cfg.rule
+    model.config.unlock_fraction = cfg.unlock_fraction if cfg.rule == "mma" else None
+    model.config.freeze_vision = cfg.freeze_vision
+    model.vision_tower.requires_grad_(not cfg.freeze_vision)
+    return model, processor
+
+
+def _from_components(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
+    """A fresh AKI model from a vision tower and an LLM (ids or folders)."""
+    from aki.model import AkiForConditionalGeneration
+    from aki.processing import AkiProcessor
+
+    dtype = getattr(torch, cfg.init.dtype) if cfg.init.dtype else None
+    if hasattr(AkiProcessor, "from_components"):
+        processor = AkiProcessor.from_components(cfg.init.vision, cfg.init.llm)
+    else:  # pragma: no cover - depends on the processor's API
+        raise NotImplementedError("AkiProcessor.from_components is missing: cannot build from vision + llm ids")
+    tok = processor.tokenizer
+    model = AkiForConditionalGeneration.from_components(
+        cfg.init.vision, cfg.init.llm, image_token_id=processor.image_token_id, vocab_size=len(tok),
+        attention_rule=cfg.rule, dtype=dtype,
+    )
+    return model, processor
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where the device supports it (CUDA with bf16) unless fp32 is asked for;
+    on CPU only when ``precision: bf16`` explicitly."""
+    if cfg.precision == "fp32":
+        return None
+    if cfg.precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def summed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype | None,
+                device: torch.device) -> torch.Tensor:
+    """Summed next-token cross-entropy of one micro-batch (fp32 logits)."""
+    inputs = {k: batch[k].to(device) for k in MODEL_KEYS if k in batch}
+    ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with ctx:
+        logits = model(**inputs, return_dict=True).logits
+    labels = batch["labels"].to(device)
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def _prepare_output(cfg: TrainConfig, resume: bool, overwrite: bool, info: DistInfo) -> None:
+    out = Path(cfg.output_dir)
+    has_run = bool(ckpt.list_checkpoints(out)) or (out / "metrics.jsonl").exists()
+    if has_run and not resume and not overwrite:
+        raise ConfigError(f"{out} already holds a run (checkpoints or metrics.jsonl); pass --resume to continue "
+                          "it, --overwrite to start over, or choose another output_dir.")
+    if info.is_main:
+        if overwrite and not resume:
+            for name in ("checkpoints", "metrics.jsonl", "tensorboard", "final"):
+                p = out / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    barrier(info)
+
+
+def run_guard(cfg: TrainConfig, stream_factory, micro: int, mask_options: dict) -> int:
+    """Check ``guard_batches`` real batches per input order the stage uses; refuse a leaking run."""
+    orders = ["T&I", "I&T"] if cfg.order == "dot" else [cfg.order]
+    n = 0
+    for order in orders:
+        stream = stream_factory()
+        batches = [stream.micro_batch(micro, order) for _ in range(cfg.guard_batches)]
+        try:
+            n += check_batches(batches, cfg.rule, mask_options)
+        except LeakageError as err:
+            raise LeakageError(
+                f"refusing to train: stage={cfg.stage!r}, attention_rule={cfg.rule!r}, order={order!r}, "
+                f"loss_on={cfg.loss_on!r}, caption_segment={cfg.caption_segment!r} is unsafe on this data. {err}"
+            ) from err
+    return n
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run one stage; returns a summary (final loss, steps, seconds, paths)."""
+    info = setup()
+    try:
+        return _train(cfg, info, resume, overwrite)
+    finally:
+        teardown()
+
+
+def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> dict[str, Any]:
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    _prepare_output(cfg, resume, overwrite, info)
+    seed_everything(cfg.seed)
+    if info.is_main:
+        ensure_synth(cfg)
+    barrier(info)
+
+    model, processor = build_model(cfg)
+    micro, accum = cfg.accumulation(info.world_size)
+    sources, weights = build_sources(cfg)
+
+    def new_stream() -> DataStream:
+        return DataStream(cfg, sources, weights, processor, info.rank, info.world_size)
+
+    stream = new_stream()
+    guarded = run_guard(cfg, new_stream, micro, model.config.mask_options())
+
+    model.to(info.device)
+    if info.distributed:
+        shard_model(model)
+    model.train()
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+    scheduler = build_scheduler(optimizer, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+    dtype = autocast_dtype(cfg, info.device)
+
+    step, tokens_seen = 0, 0
+    latest = ckpt.latest_checkpoint(cfg.output_dir) if resume else None
+    if latest is not None:
+        state = ckpt.load_checkpoint(latest, model, optimizer, scheduler, info)
+        stream.load_state_dict(state["data"])
+        step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
+
+    fb = Feedback(cfg.output_dir, cfg.max_steps, step, enabled=info.is_main, progress=cfg.progress,
+                  tensorboard=cfg.tensorboard, wandb=cfg.wandb, wandb_project=cfg.wandb_project,
+                  config=to_dict(cfg))
+    fb.message(f"aki train: stage={cfg.stage} rule={cfg.rule} order={cfg.order} world={info.world_size} "
+               f"micro_batch={micro} accum={accum} packing={cfg.data.packing} guard checked {guarded} batches"
+               + (f"; resumed from {latest.name}" if latest is not None else ""))
+    params = [p for p in model.parameters() if p.requires_grad]
+    window: dict[str, float] = {"loss": 0.0, "steps": 0, "tokens": 0, "time": 0.0, "non_pad": 0.0, "n_mb": 0}
+    losses: list[float] = []
+    t_start = time.perf_counter()
+    try:
+        while step < cfg.max_steps:
+            t0 = time.perf_counter()
+            order = order_at(cfg.order, step, cfg.max_steps)
+            batches = [stream.micro_batch(micro, order) for _ in range(accum)]
+            n_global = all_reduce_sum(sum(count_trained(b) for b in batches), info)
+            if n_global == 0:
+                raise RuntimeError(f"step {step}: the global batch has no trained tokens")
+            local_loss = 0.0
+            for k, batch in enumerate(batches):
+                if info.distributed and hasattr(model, "set_requires_gradient_sync"):
+                    model.set_requires_gradient_sync(k == accum - 1)
+                loss_sum = summed_loss(model, batch, dtype, info.device)
+                (loss_sum * (info.world_size / n_global)).backward()
+                local_loss += float(loss_sum.detach())
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            loss = all_reduce_sum(local_loss, info) / n_global
+            tokens = all_reduce_sum(sum(int(b["attention_mask"].sum()) for b in batches), info)
+            tokens_seen += int(tokens)
+            losses.append(loss)
+            dt = time.perf_counter() - t0
+            window["loss"] += loss
+            window["steps"] += 1
+            window["tokens"] += tokens
+            window["time"] += dt
+            window["non_pad"] += sum(non_pad_fraction(b) for b in batches)
+            window["n_mb"] += len(batches)
+            fb.advance(1, loss=loss, lr=lr, tok_s=tokens / max(dt, 1e-9))
+
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                records = int(all_reduce_sum(stream.records, info))
+                skipped = {r: int(all_reduce_sum(stream.skipped.get(r, 0), info))
+                           for r in sorted(_all_reasons(stream, info))}
+                n_skipped = sum(skipped.values())
+                stream.check_skip_rate(records, n_skipped)
+                fb.log({
+                    "step": step, "loss": window["loss"] / window["steps"], "lr": lr,
+                    "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
+                    "non_pad_fraction": window["non_pad"] / max(window["n_mb"], 1),
+                    "grad_norm": float(grad_norm), "order": order, "records": records,
+                    "skipped": n_skipped, "skip_rate": n_skipped / max(records, 1),
+                    **{f"skipped_{r}": v for r, v in skipped.items()},
+                    "tokens_seen": tokens_seen, "elapsed_s": time.perf_counter() - t_start,
+                    "packing": cfg.data.packing,
+                })
+                window = dict.fromkeys(window, 0.0)
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                ckpt.save_checkpoint(cfg.output_dir, step, model, optimizer, scheduler,
+                                     {"step": step, "tokens_seen": tokens_seen, "data": stream.state_dict()},
+                                     info, keep_last_k=cfg.keep_last_k)
+        final = ckpt.export_final(cfg.output_dir, model, processor, info)
+    finally:
+        fb.close()
+    return {"steps": step, "losses": losses, "final_loss": losses[-1] if losses else None,
+            "seconds": time.perf_counter() - t_start, "final_dir": str(final),
+            "records": stream.records, "skipped": dict(stream.skipped)}
+
+
+def _all_reasons(stream: DataStream, info: DistInfo) -> set[str]:
+    from aki.training.distributed import all_gather_objects
+
+    reasons: set[str] = set()
+    for part in all_gather_objects(sorted(stream.skipped), info):
+        reasons.update(part)
+    return reasons
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
