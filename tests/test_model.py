@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import make_batch
 
 from aki.masks import RULE_NAMES, Segment
 from aki.model import AkiConfig, AkiForConditionalGeneration
-from aki.testing import BACKBONES, build_seeded, tiny_config
+from aki.testing import BACKBONES, build_seeded, make_batch, tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -76,7 +76,7 @@ def _official_resampler(sd, media):
 def _converted(sd, text_cfg, extra_ids=None):
     from aki.model import AkiForConditionalGeneration
 
-    config = official_config(sd, text_config=text_cfg, image_token_id=V - 1, resampler_head_dim=HEAD_DIM,
+    config = official_config(sd, text_config=text_cfg, vision_config=tiny_vision_config(), image_token_id=50, resampler_head_dim=HEAD_DIM,
                              attention_rule="causal")
     model = AkiForConditionalGeneration(config).eval()
     converted = convert_official_state_dict(sd, extra_ids)
@@ -143,7 +143,8 @@ def test_cli_converts_a_directory(tmp_path):
     vision_cfg = {**tiny_vision_config()}
     (tmp_path / "vision.json").write_text(json.dumps(vision_cfg))
     result = CliRunner().invoke(app, ["convert-official", str(src), str(dst), "--text-config",
-                                      str(tmp_path / "text.json"), "--vision-config", str(tmp_path / "vision.json")])
+                                      str(tmp_path / "text.json"), "--vision-config", str(tmp_path / "vision.json"),
+                                      "--resampler-head-dim", str(HEAD_DIM)])
     assert result.exit_code == 0, result.output
     assert (dst / "added_tokens.json").exists()
     model = AkiForConditionalGeneration.from_pretrained(dst)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import make_batch, split_rows
 
 from aki.masks import Segment
-from aki.testing import build_seeded, tiny_config
+from aki.testing import build_seeded, make_batch, split_rows, tiny_config
 
 NEW = 5
 LAYOUTS = ["TT I QQQ", "T I QQQQQQQ", "TTQQ", "I T I QQ"]

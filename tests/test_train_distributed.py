@@ -36,6 +36,7 @@ def test_two_process_fsdp_matches_single_process(tmp_path):
         cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "world=2" in proc.stdout + proc.stderr
     fsdp = [json.loads(x)["loss"] for x in (tmp_path / "fsdp" / "metrics.jsonl").read_text().splitlines()]
 
     single = train(load_config(raw={**base, "output_dir": str(tmp_path / "one")}))["losses"]

@@ -103,6 +103,8 @@ def test_resume_is_exact_and_crash_during_save_keeps_last_checkpoint(synth, tmp_
 
     resumed = train(pt_cfg(synth, tmp_path / "cut", max_steps=8, save_every=3), resume=True)["losses"]
     assert resumed == full[3:]  # bit-exact
+    assert [r["step"] for r in metrics(tmp_path / "cut")] == list(range(1, 9))  # redone rows not doubled
+    assert [r["loss"] for r in metrics(tmp_path / "cut")] == full
     names = [p.name for p in ckpt.list_checkpoints(tmp_path / "cut")]
     assert names == ["step-00000006", "step-00000008"]  # keep_last_k=2, no temp folders listed
     assert not list((tmp_path / "cut" / "checkpoints").glob(".tmp-*"))
@@ -116,7 +118,7 @@ def test_refuses_to_overwrite_a_run(synth, tmp_path):
 
 
 def test_leakage_guard_refuses_unsafe_configs(synth, tmp_path):
-    with pytest.raises(LeakageError, match="refusing to train.*caption_segment='query'"):
+    with pytest.raises(LeakageError, match=r"refusing to train.*caption_segment='query'"):
         train(pt_cfg(synth, tmp_path / "a", attention_rule="mma", caption_segment="query"))
     with pytest.raises(LeakageError, match="loss_on='all'"):
         train(sft_cfg(synth, tmp_path / "b", loss_on="all"))
@@ -224,3 +226,21 @@ def test_synth_preset_generates_missing_data(tmp_path):
     train(cfg)
     assert (tmp_path / "syn" / "metadata.json").exists()
     shutil.rmtree(tmp_path / "syn")
+
+
+def test_init_from_vision_and_llm_components(synth, tmp_path):
+    """``init: {vision, llm}`` builds a fresh AKI model from saved component folders (offline)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    from aki.testing import tiny_processor, tiny_text_config, tiny_vision_config
+
+    tok = tiny_processor("llama").tokenizer
+    vis_cfg = tiny_vision_config()
+    AutoModel.from_config(AutoConfig.for_model(**vis_cfg)).save_pretrained(tmp_path / "vision")
+    text = tiny_text_config("llama", len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**text)).save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    out = train(pt_cfg(synth, tmp_path / "run", max_steps=2, batch_size=2,
+                       init={"vision": str(tmp_path / "vision"), "llm": str(tmp_path / "llm")}))
+    assert out["steps"] == 2 and (tmp_path / "run" / "final" / "processor_config.json").exists()

@@ -14,6 +14,7 @@ def convert_official(
     vision_config: Path = typer.Option(None, help="the vision tower's config.json; default SigLIP so400m with shapes read from the weights"),
     vision: str = typer.Option(None, help="SigLIP checkpoint (dir or hub id) when src has no vision_encoder.* weights"),
     image_token_id: int = typer.Option(None, help="id of <image>; default from added_tokens.json, else 32012"),
+    resampler_head_dim: int = typer.Option(64, help="head width of the resampler's attention (official: 64)"),
     dtype: str = typer.Option(None, help="save in this dtype: float32, bfloat16, float16"),
 ) -> None:
     """Convert an official AKI checkpoint (vision_encoder / vision_tokenizer / lang_model keys)."""
@@ -25,7 +26,8 @@ def convert_official(
     try:
         model = convert_official_checkpoint(src, dst, text_config=text_config, vision_config=vision_config,
                                             vision=vision,
-                                            image_token_id=image_token_id, dtype=torch_dtype)
+                                            image_token_id=image_token_id, dtype=torch_dtype,
+                                            resampler_head_dim=resampler_head_dim)
     except (FileNotFoundError, ValueError, KeyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err

@@ -87,14 +87,17 @@ def _model_device_dtype(model):
 
 
 def generate_batch(
-    model, processor, prompts: Sequence[str], images: Sequence, max_new_tokens: int = 8
+    model, processor, prompts: Sequence[str], images: Sequence, max_new_tokens: int = 8,
+    order: str = "I&T",
 ) -> list[str]:
     """Greedy answers for one batch: prompts are user texts, images one PIL image (or None) each."""
     import torch
 
     texts = []
     for p, img in zip(prompts, images, strict=True):
-        content = ([{"type": "image"}] if img is not None else []) + [{"type": "text", "text": p}]
+        image_item = [{"type": "image"}] if img is not None else []
+        text_item = [{"type": "text", "text": p}]
+        content = text_item + image_item if order == "T&I" else image_item + text_item
         messages = [{"role": "user", "content": content}]
         texts.append(
             processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -133,8 +136,12 @@ def evaluate(
     limit: int | None = None,
     output_dir: str | Path | None = None,
     progress: bool = False,
+    order: str = "I&T",
 ) -> dict:
     """Run ``model`` on each benchmark file and score it.
+
+    ``order``: ``"I&T"`` puts the image before the question (the default and the paper's
+    inference order); ``"T&I"`` after it (for models trained only in reversed order).
 
     ``benchmark_dir`` is a dataset root with ``test/`` (as written by ``aki data synth``) or the
     directory of the files; image paths in rows are relative to the file's directory. Files that
@@ -170,7 +177,7 @@ def evaluate(
                 else:
                     images.append(None)
             prompts = [prompt_for(r, kind) for r in chunk]
-            preds.extend(generate_batch(model, processor, prompts, images, max_new_tokens))
+            preds.extend(generate_batch(model, processor, prompts, images, max_new_tokens, order))
             if progress:
                 print(f"{name}: {min(start + batch_size, len(rows))}/{len(rows)}", flush=True)
         scored = [dict(r, prediction=p) for r, p in zip(rows, preds, strict=True)]

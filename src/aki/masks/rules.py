@@ -54,27 +54,31 @@ def causal_mod(b, h, q, kv):
     return q >= kv
 
 
-def _padding_and_documents(layout: TokenLayout) -> MaskMod:
-    valid, doc = layout.valid, layout.document_ids
+def _distinct_where(flag: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``key`` where ``flag``, else a value unique to the position (-1 - position, below every key).
 
-    def mod(b, h, q, kv):
-        return valid[b, q] & valid[b, kv] & (doc[b, q] == doc[b, kv])
-
-    return mod
-
-
-def _pad_diagonal(layout: TokenLayout) -> MaskMod:
-    valid = layout.valid
-
-    def mod(b, h, q, kv):
-        return ~valid[b, q] & (q == kv)
-
-    return mod
+    Comparing two such keys is one pass over the pairs: ``k[q] == k[kv]`` holds exactly when both
+    are flagged with equal keys, or ``q == kv``. This is what keeps the dense rendering cheap (one
+    full-size comparison per predicate instead of three)."""
+    B, L = key.shape
+    key = key - key.min() if key.numel() else key  # flagged keys >= 0
+    pos = torch.arange(L, device=key.device).expand(B, L)
+    return torch.where(flag, key, -1 - pos)
 
 
 def _finish(layout: TokenLayout, body: MaskMod) -> MaskMod:
-    """Restrict a rule body to real tokens of one document and add the PAD diagonal."""
-    return or_masks(and_masks(_padding_and_documents(layout), body), _pad_diagonal(layout))
+    """Restrict a rule body to real tokens of one document and add the PAD diagonal.
+
+    ``valid(q) & valid(kv) & same_document(q, kv) & body | pad(q) & (q == kv)``, written with one
+    per-token key (real tokens: their document; PAD: unique) as ``same_key & (body | pad(q))``.
+    """
+    key = _distinct_where(layout.valid, layout.document_ids)
+    pad = ~layout.valid
+
+    def mod(b, h, q, kv):
+        return (key[b, q] == key[b, kv]) & (body(b, h, q, kv) | pad[b, q])
+
+    return mod
 
 
 def as_fraction(unlock_fraction: float) -> Fraction:
@@ -104,17 +108,20 @@ def mma(layout: TokenLayout, unlock_fraction: float = 1.0) -> MaskMod:
     anti-diagonals: every image row gets about f·|question| of its question tokens, every question
     column about f·|image| image tokens; f = 0 is exactly causal and f = 1 exactly MMA.
     """
+    # Per-token keys computed here, not inside the mask_mod: comparing against a Segment (an
+    # IntEnum) inside a mask_mod is silently mis-evaluated by flex_attention (torch 2.13: the
+    # comparison becomes a constant False under its tracing). An IMAGE query and a QUERY key
+    # match when they share a block (no ANSWER between them); other tokens get distinct keys.
     block = layout.block_ids
-    # Per-token flags computed here, not inside the mask_mod: comparing against a Segment (an
-    # IntEnum) inside a mask_mod is silently mis-evaluated by flex_attention (torch 2.13, eager CPU).
-    is_image = layout.segments == Segment.IMAGE
-    is_query = layout.segments == Segment.QUERY
+    seg = layout.segments
+    image_block = torch.where(seg == Segment.IMAGE, block, -1)
+    query_block = torch.where(seg == Segment.QUERY, block, -2)
     frac = as_fraction(unlock_fraction)
     num, den = frac.numerator, frac.denominator
     img_rank, qry_rank = layout.image_rank_in_row, layout.query_rank_in_row
 
     def image_sees_question(b, h, q, kv):
-        return is_image[b, q] & is_query[b, kv] & (block[b, q] == block[b, kv])
+        return image_block[b, q] == query_block[b, kv]
 
     if frac == 1:
         extra = image_sees_question
@@ -146,21 +153,22 @@ def mma_general(layout: TokenLayout) -> MaskMod:
     ANSWER and no ANSWER lies between them). Text (TEXT, QUERY) and image are the default
     modalities; pass ``modality_ids`` to :func:`~aki.masks.segments.token_layout` for more.
     """
-    block, modality = layout.block_ids, layout.modality
-    prompt = layout.segments != Segment.ANSWER  # flags outside the mask_mod: see mma()
+    modality = layout.modality
+    # same prompt block (neither ANSWER, no ANSWER between), as one key (keys outside: see mma())
+    prompt_block = _distinct_where(layout.segments != Segment.ANSWER, layout.block_ids)
 
     def cross_modal_prompt(b, h, q, kv):
-        return (modality[b, q] != modality[b, kv]) & prompt[b, q] & prompt[b, kv] & (block[b, q] == block[b, kv])
+        return (modality[b, q] != modality[b, kv]) & (prompt_block[b, q] == prompt_block[b, kv])
 
     return _finish(layout, or_masks(causal_mod, cross_modal_prompt))
 
 
 def mixed(layout: TokenLayout) -> MaskMod:
     """Mixed attention (MA, Show-o): causal, plus full attention inside each image."""
-    image_ids = layout.image_ids
+    image = _distinct_where(layout.image_ids >= 0, layout.image_ids)  # q == kv matches: causal anyway
 
     def same_image(b, h, q, kv):
-        return (image_ids[b, q] >= 0) & (image_ids[b, q] == image_ids[b, kv])
+        return image[b, q] == image[b, kv]
 
     return _finish(layout, or_masks(causal_mod, same_image))
 
@@ -227,11 +235,11 @@ def cca(layout: TokenLayout, grid: tuple[int, int] | None = None) -> MaskMod:
     :func:`aki.masks.positions.cca_position_ids`, which gives each ring one position id.
     """
     rings = concentric_rings(layout, grid)
-    image_ids = layout.image_ids
+    # q == kv outside images also "matches"; there ring -1 <= -1 allows it, as causal would
+    image = _distinct_where(layout.image_ids >= 0, layout.image_ids)
 
     def body(b, h, q, kv):
-        same_image = (image_ids[b, q] >= 0) & (image_ids[b, q] == image_ids[b, kv])
-        return (same_image & (rings[b, kv] <= rings[b, q])) | (~same_image & (q >= kv))
+        return torch.where(image[b, q] == image[b, kv], rings[b, kv] <= rings[b, q], q >= kv)
 
     return _finish(layout, body)
 

@@ -4,6 +4,18 @@ from aki.model.configuration import AkiConfig, AkiResamplerConfig
 from aki.model.modeling import AkiForConditionalGeneration, AkiPreTrainedModel
 from aki.model.resampler import PerceiverResampler
 
+
+def _register_auto_model() -> None:
+    from transformers import AutoModelForImageTextToText
+
+    try:
+        AutoModelForImageTextToText.register(AkiConfig, AkiForConditionalGeneration)
+    except ValueError:  # already registered
+        pass
+
+
+_register_auto_model()
+
 __all__ = [
     "AkiConfig",
     "AkiForConditionalGeneration",

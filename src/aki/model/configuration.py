@@ -134,4 +134,14 @@ class AkiConfig(PretrainedConfig):
         return {}
 
 
+def _register() -> None:
+    """Make ``AutoConfig`` (and so ``AutoTokenizer`` on a saved AKI folder) know the ``aki`` type."""
+    try:
+        AutoConfig.register("aki", AkiConfig)
+    except ValueError:  # already registered (module reloaded)
+        pass
+
+
+_register()
+
 __all__ = ["AkiConfig", "AkiResamplerConfig"]

@@ -128,6 +128,9 @@ def official_config(
     latents = sd[RESAMPLER + "latents"]
     depth = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(RESAMPLER + "layers."))
     inner = sd[RESAMPLER + "layers.0.0.to_q.weight"].shape[0]
+    if inner < resampler_head_dim or inner % resampler_head_dim:
+        raise ValueError(f"the resampler's attention width {inner} is not a multiple of head_dim "
+                         f"{resampler_head_dim}; pass resampler_head_dim (the official release uses 64).")
     resampler = {
         "dim": latents.shape[1],
         "num_latents": latents.shape[0],

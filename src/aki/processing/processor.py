@@ -436,6 +436,8 @@ class AkiProcessor:
             config = json.loads(cfg_file.read_text())
         config.pop("processor_class", None)
         config.update(kwargs)
+        import aki.model.configuration  # noqa: F401  (registers the "aki" config type for AutoTokenizer)
+
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         if (path / AkiImageProcessor.config_name).is_file():
             image_processor = AkiImageProcessor.from_pretrained(path)

@@ -163,7 +163,7 @@ class TrainConfig:
         need(sum(sources) == 1, "init needs exactly one of: tiny, from_dir, or vision + llm")
         need(not (self.init.vision or self.init.llm) or bool(self.init.vision and self.init.llm),
              "init.vision and init.llm go together")
-        need(bool(self.data.sources) or self.data.synth_dir is not None, "data.sources is empty")
+        need(bool(self.data.sources), "data.sources is empty: list at least one {format, path}")
         for s in self.data.sources:
             need(s.weight >= 0, f"data source {s.name or s.path}: weight must be >= 0")
         return self

@@ -72,20 +72,24 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
 
 
 def _from_components(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
-    """A fresh AKI model from a vision tower and an LLM (ids or folders)."""
+    """A fresh AKI model from a vision tower and an LLM (ids or folders): the LLM's tokenizer
+    gains ``<image>``/``<|endofchunk|>`` (and ``<pad>``), the embeddings grow to match, and the
+    resampler starts from scratch (the paper's 144 latents)."""
+    from transformers import AutoTokenizer
+
     from aki.model import AkiForConditionalGeneration
-    from aki.processing import AkiProcessor
+    from aki.processing import AkiImageProcessor, AkiProcessor, add_aki_tokens
 
     dtype = getattr(torch, cfg.init.dtype) if cfg.init.dtype else None
-    if hasattr(AkiProcessor, "from_components"):
-        processor = AkiProcessor.from_components(cfg.init.vision, cfg.init.llm)
-    else:  # pragma: no cover - depends on the processor's API
-        raise NotImplementedError("AkiProcessor.from_components is missing: cannot build from vision + llm ids")
-    tok = processor.tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(cfg.init.llm)
+    add_aki_tokens(tokenizer)
     model = AkiForConditionalGeneration.from_components(
-        cfg.init.vision, cfg.init.llm, image_token_id=processor.image_token_id, vocab_size=len(tok),
-        attention_rule=cfg.rule, dtype=dtype,
+        cfg.init.vision, cfg.init.llm, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer), attention_rule=cfg.rule, dtype=dtype,
     )
+    size = int(getattr(model.config.vision_config, "image_size", 384))
+    processor = AkiProcessor(image_processor=AkiImageProcessor(size=size), tokenizer=tokenizer,
+                             num_image_tokens=model.config.num_image_tokens)
     return model, processor
 
 
@@ -191,6 +195,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
         state = ckpt.load_checkpoint(latest, model, optimizer, scheduler, info)
         stream.load_state_dict(state["data"])
         step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        if info.is_main:
+            _truncate_metrics(Path(cfg.output_dir) / "metrics.jsonl", step)
 
     fb = Feedback(cfg.output_dir, cfg.max_steps, step, enabled=info.is_main, progress=cfg.progress,
                   tensorboard=cfg.tensorboard, wandb=cfg.wandb, wandb_project=cfg.wandb_project,
@@ -268,6 +274,18 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
             "records": stream.records, "skipped": dict(stream.skipped)}
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from (they are about to be redone)."""
+    import json
+
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
 def _all_reasons(stream: DataStream, info: DistInfo) -> set[str]:
     from aki.training.distributed import all_gather_objects
 
@@ -275,7 +293,3 @@ def _all_reasons(stream: DataStream, info: DistInfo) -> set[str]:
     for part in all_gather_objects(sorted(stream.skipped), info):
         reasons.update(part)
     return reasons
-
-
-def env_world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))

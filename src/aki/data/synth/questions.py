@@ -83,6 +83,7 @@ def count_question(scene: Scene, rng: random.Random, cv_style: bool = False) -> 
         )
     start = max(0, n - rng.randint(0, 3))
     choices = [str(k) for k in range(start, start + 4)]
+    rng.shuffle(choices)  # answer letters uniform (ascending numbers would favour A/B)
     return _item("Count", question, str(n), choices, {"match": match, "target": target})
 
 

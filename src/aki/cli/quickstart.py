@@ -1,0 +1,76 @@
+"""``aki quickstart`` and ``aki reproduce``: the paper's comparison, end to end, offline on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _run(settings, mode_names: list[str], seeds: list[int]) -> str:
+    from aki.experiments.modes import get_modes
+    from aki.experiments.report import write_report
+    from aki.experiments.runner import run_experiment
+
+    modes = get_modes(mode_names)
+    out = run_experiment(settings, modes, seeds)
+    md = write_report(out["results"], seeds, Path(settings.out), seconds=out["seconds"])
+    typer.echo("\n" + md)
+    typer.echo(f"\nresults: {settings.out}/results.md, results.json, results.png "
+               f"({out['seconds'] / 60:.1f} min)")
+    return md
+
+
+def quickstart(
+    out: Path = typer.Option(Path("runs/quickstart"), help="where data, runs and results go"),
+    seeds: list[int] = typer.Option([0], "--seed", help="seed(s); each adds one PT + one SFT per mode"),
+    fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
+    pt_steps: int = typer.Option(None, help="override the pre-training steps"),
+    sft_steps: int = typer.Option(None, help="override the instruction-tuning steps"),
+) -> None:
+    """Synthetic data -> tiny AKI -> causal pre-training -> instruction tuning with causal and with
+    MMA from the same checkpoint -> evaluation -> a table like the paper's Table 1."""
+    from aki.experiments.modes import QUICKSTART_MODES
+
+    settings = quick_settings(out, fast)
+    if pt_steps is not None:
+        settings.pt_steps = pt_steps
+    if sft_steps is not None:
+        settings.sft_steps = sft_steps
+    _run(settings, list(QUICKSTART_MODES), list(seeds))
+    model_dir = out / f"seed{seeds[0]}" / "mma" / "final"
+    image = sorted((settings.data_path / "test" / "images").glob("*.png"))[:1]
+    example = image[0] if image else "PATH.png"
+    typer.echo(f"\nChat with the MMA model:\n  .venv/bin/aki chat {model_dir} --image {example} "
+               '"How many circles are there?"')
+
+
+def quick_settings(out: Path, fast: bool):
+    from aki.experiments.runner import ExperimentSettings
+
+    s = ExperimentSettings(out=str(out))
+    if fast:
+        s.n_train, s.n_test = 40, 8
+        s.pt_steps = s.sft_steps = 3
+        s.batch_size, s.warmup_steps, s.eval_limit = 8, 1, 8
+        s.progress = False
+    return s
+
+
+def reproduce(
+    out: Path = typer.Option(Path("runs/reproduce"), help="where data, runs and results go"),
+    seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="seeds (the paper averages 3)"),
+    modes: list[str] = typer.Option(None, "--mode", help="modes to run (default: all of Table 1 + unlock curve)"),
+    fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
+) -> None:
+    """Every mode (causal, reversed, DOT, MA, CCA, MMA, MMA at 0/10/30/50 % unlock) x seeds, with mean
+    and standard deviation; resumable (finished runs are reused)."""
+    from aki.experiments.modes import REPRODUCE_MODES
+
+    settings = quick_settings(out, fast)
+    _run(settings, list(modes or REPRODUCE_MODES), list(seeds))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)
+    app.command("reproduce")(reproduce)

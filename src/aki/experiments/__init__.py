@@ -1,0 +1,1 @@
+"""Experiments: the paper's comparisons end to end (quickstart, reproduce)."""

@@ -1,0 +1,93 @@
+"""A small AKI built from scratch for CPU experiments: tokenizer trained on the data, small SigLIP
+tower (trained during pre-training, since no pretrained tower can be downloaded), resampler and a
+small Llama-style decoder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+
+@dataclass
+class TinyVLMSize:
+    """Sizes of the experiment model (about 1.5 M parameters with the defaults)."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden: int = 96
+    vision_layers: int = 2
+    vision_heads: int = 4
+    num_image_tokens: int = 16
+    resampler_depth: int = 2
+    resampler_heads: int = 4
+    resampler_head_dim: int = 24
+    llm_hidden: int = 128
+    llm_layers: int = 4
+    llm_heads: int = 4
+    llm_kv_heads: int = 2
+    llm_intermediate: int = 384
+    vocab_size: int = 1024
+    family: str = "llama3"
+
+
+def corpus_from_synth(data_dir: str | Path) -> Iterator[str]:
+    """Every text the model will read in training: captions and conversation turns."""
+    train = Path(data_dir) / "train"
+    with open(train / "pt.jsonl", encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)["caption"]
+    with open(train / "sft.jsonl", encoding="utf-8") as f:
+        for line in f:
+            for turn in json.loads(line)["conversations"]:
+                yield turn["value"].replace("<image>", "")
+
+
+def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_dir: str | Path | None = None):
+    """``(model, processor)`` for the synthetic data in ``data_dir``; saved to ``out_dir`` if given."""
+    from aki.model import AkiConfig
+    from aki.processing import AkiImageProcessor, AkiProcessor
+    from aki.processing.tiny_tokenizer import build_tiny_tokenizer
+    from aki.testing import build_seeded
+
+    tokenizer = build_tiny_tokenizer(size.family, corpus=list(corpus_from_synth(data_dir)),
+                                     vocab_size=size.vocab_size)
+    processor = AkiProcessor(image_processor=AkiImageProcessor(size=size.image_size), tokenizer=tokenizer,
+                             num_image_tokens=size.num_image_tokens, family=size.family)
+    vision = {
+        "model_type": "siglip_vision_model",
+        "image_size": size.image_size,
+        "patch_size": size.patch_size,
+        "hidden_size": size.vision_hidden,
+        "intermediate_size": size.vision_hidden * 4,
+        "num_hidden_layers": size.vision_layers,
+        "num_attention_heads": size.vision_heads,
+    }
+    text = {
+        "model_type": "llama",
+        "vocab_size": len(tokenizer),
+        "hidden_size": size.llm_hidden,
+        "intermediate_size": size.llm_intermediate,
+        "num_hidden_layers": size.llm_layers,
+        "num_attention_heads": size.llm_heads,
+        "num_key_value_heads": size.llm_kv_heads,
+        "max_position_embeddings": 1024,
+        "tie_word_embeddings": False,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    resampler = {"num_latents": size.num_image_tokens, "depth": size.resampler_depth,
+                 "heads": size.resampler_heads, "head_dim": size.resampler_head_dim, "ff_mult": 4}
+    config = AkiConfig(vision_config=vision, resampler_config=resampler, text_config=text,
+                       image_token_id=processor.image_token_id, attention_rule="causal", freeze_vision=False)
+    model = build_seeded(config, seed)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        (out / "tiny_vlm_size.json").write_text(json.dumps(asdict(size), indent=2))
+    return model, processor
