@@ -121,7 +121,10 @@ def generate_batch(
                     v = v.to(dtype)
             kwargs[k] = v
     with torch.inference_mode():
-        out = model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False)
+        # Stop each row at the end of its assistant turn, as a chat would.
+        eos = getattr(processor, "eos_token_ids", None)
+        extra = {"eos_token_id": list(eos)} if eos else {}
+        out = model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False, **extra)
     new = out[:, kwargs["input_ids"].shape[1] :]
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)]
 

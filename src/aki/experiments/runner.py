@@ -134,6 +134,9 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
     """Run every (mode, seed); returns ``{mode: {seed: scores}}`` plus timing."""
     import torch
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars only
     if s.num_threads:
         torch.set_num_threads(s.num_threads)
     t0 = time.perf_counter()

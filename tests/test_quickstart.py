@@ -1,0 +1,74 @@
+"""The quickstart, end to end in its short form (a few steps): data, tiny model, PT, SFT with
+causal and MMA, evaluation, results table, and chatting with the result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from aki.cli.main import app
+from aki.experiments.modes import MODES, get_modes
+from aki.experiments.report import COLUMNS, summarise, to_markdown
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--fast"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_quickstart_writes_table_json_and_plot(quick_run):
+    out, output = quick_run
+    payload = json.loads((out / "results.json").read_text())
+    assert set(payload["table"]) == {"causal", "mma"}
+    for mode in ("causal", "mma"):
+        scores = payload["per_seed"][mode]["0"]
+        assert {"cvbench", "pope", "attributes"} <= set(scores)
+        assert 0.0 <= scores["cvbench"]["overall"] <= 100.0
+    md = (out / "results.md").read_text()
+    assert MODES["mma"].label in md and MODES["causal"].label in md
+    assert (out / "results.png").stat().st_size > 1000
+    assert "aki chat" in output
+
+
+def test_quickstart_resumes_finished_runs(quick_run):
+    out, _ = quick_run
+    before = (out / "seed0" / "mma" / "eval" / "scores.json").read_text()
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--fast"])
+    assert result.exit_code == 0, result.output
+    assert "reusing" in result.output
+    assert (out / "seed0" / "mma" / "eval" / "scores.json").read_text() == before
+
+
+def test_chat_answers_about_an_image(quick_run):
+    out, _ = quick_run
+    image = sorted((out / "data" / "test" / "images").glob("*.png"))[0]
+    result = CliRunner().invoke(app, ["chat", str(out / "seed0" / "mma" / "final"), "--image", str(image),
+                                      "How many circles are there?", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+
+
+def test_chat_names_a_missing_model_dir(tmp_path):
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["chat", str(tmp_path / "nope"), "hi"])
+    assert result.exit_code != 0
+    assert "does not exist" in result.output
+
+
+def test_summary_mean_and_std_over_seeds():
+    results = {"mma": {0: {"cvbench": {"overall": 50.0}}, 1: {"cvbench": {"overall": 60.0}}}}
+    table = summarise(results)
+    cell = table["mma"]["CV-Bench overall"]
+    assert cell["mean"] == pytest.approx(55.0)
+    assert cell["std"] == pytest.approx(7.0710678, rel=1e-6)
+    assert table["mma"]["POPE F1"]["mean"] is None
+    md = to_markdown(table, [0, 1])
+    assert "55.0 ± 7.1" in md and len(md.splitlines()[0].split("|")) == len(COLUMNS) + 3
+
+
+def test_unknown_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown mode"):
+        get_modes(["mma", "bidirectional"])
