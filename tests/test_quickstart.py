@@ -72,3 +72,23 @@ def test_summary_mean_and_std_over_seeds():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown mode"):
         get_modes(["mma", "bidirectional"])
+
+
+def test_reproduce_runs_every_kind_of_mode(tmp_path):
+    modes = ["reversed", "dot", "cca", "mixed", "mma", "mma@50"]
+    args = ["reproduce", "--out", str(tmp_path), "--fast", "--seed", "0"]
+    for m in modes:
+        args += ["--mode", m]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert set(payload["table"]) == set(modes)
+    # shared pre-training: one run per (order, rule) pair, reused across modes
+    pts = sorted(p.name for p in (tmp_path / "seed0").glob("pt-*"))
+    assert pts == ["pt-IT-causal", "pt-IT-cca", "pt-TI-causal", "pt-dot-causal"]
+    reversed_preds = (tmp_path / "seed0" / "reversed" / "eval" / "cvbench.predictions.jsonl").read_text()
+    assert reversed_preds
+    assert (tmp_path / "unlock_curve.png").exists()
+    orders = {json.loads(line)["order"] for line in
+              (tmp_path / "seed0" / "dot" / "metrics.jsonl").read_text().splitlines()}
+    assert orders <= {"T&I", "I&T"}

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-
 @dataclass
 class TinyVLMSize:
     """Sizes of the experiment model (about 1.5 M parameters with the defaults)."""

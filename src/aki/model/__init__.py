@@ -6,12 +6,12 @@ from aki.model.resampler import PerceiverResampler
 
 
 def _register_auto_model() -> None:
+    import contextlib
+
     from transformers import AutoModelForImageTextToText
 
-    try:
+    with contextlib.suppress(ValueError):  # already registered
         AutoModelForImageTextToText.register(AkiConfig, AkiForConditionalGeneration)
-    except ValueError:  # already registered
-        pass
 
 
 _register_auto_model()

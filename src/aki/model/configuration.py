@@ -8,6 +8,7 @@ checkpoint was trained under it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -136,10 +137,8 @@ class AkiConfig(PretrainedConfig):
 
 def _register() -> None:
     """Make ``AutoConfig`` (and so ``AutoTokenizer`` on a saved AKI folder) know the ``aki`` type."""
-    try:
+    with contextlib.suppress(ValueError):  # already registered (module reloaded)
         AutoConfig.register("aki", AkiConfig)
-    except ValueError:  # already registered (module reloaded)
-        pass
 
 
 _register()
