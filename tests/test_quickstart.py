@@ -92,3 +92,11 @@ def test_reproduce_runs_every_kind_of_mode(tmp_path):
     orders = {json.loads(line)["order"] for line in
               (tmp_path / "seed0" / "dot" / "metrics.jsonl").read_text().splitlines()}
     assert orders <= {"T&I", "I&T"}
+
+
+def test_analyze_reports_attention_shares(quick_run):
+    out, _ = quick_run
+    result = CliRunner().invoke(app, ["analyze", str(out / "seed0" / "mma" / "final"), "--data", str(out / "data"),
+                                      "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert "question" in result.output and "sensitivity" in result.output

@@ -1,0 +1,5 @@
+"""Analysis of what the rules change inside a trained model (paper Sec. 4.5, App. E.3)."""
+
+from aki.analysis.attention import attention_by_segment, question_sensitivity
+
+__all__ = ["attention_by_segment", "question_sensitivity"]
