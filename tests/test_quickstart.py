@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from aki.cli.main import app
 from aki.experiments.modes import MODES, get_modes
 from aki.experiments.report import COLUMNS, summarise, to_markdown
+from aki.experiments.runner import REFERENCE_ROW
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def quick_run(tmp_path_factory):
 def test_quickstart_writes_table_json_and_plot(quick_run):
     out, output = quick_run
     payload = json.loads((out / "results.json").read_text())
-    assert set(payload["table"]) == {"causal", "mma"}
+    assert set(payload["table"]) == {"causal", "mma", REFERENCE_ROW}
     for mode in ("causal", "mma"):
         scores = payload["per_seed"][mode]["0"]
         assert {"cvbench", "pope", "attributes"} <= set(scores)
@@ -82,7 +83,7 @@ def test_reproduce_runs_every_kind_of_mode(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert set(payload["table"]) == set(modes)
+    assert set(payload["table"]) == {*modes, REFERENCE_ROW}
     # shared pre-training: one run per (order, rule) pair, reused across modes
     pts = sorted(p.name for p in (tmp_path / "seed0").glob("pt-*"))
     assert pts == ["pt-IT-causal", "pt-IT-cca", "pt-TI-causal", "pt-dot-causal"]

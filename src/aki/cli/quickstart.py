@@ -12,9 +12,12 @@ def _run(settings, mode_names: list[str], seeds: list[int]) -> str:
     from aki.experiments.report import write_report
     from aki.experiments.runner import run_experiment
 
+    from aki.experiments.runner import REFERENCE_ROW
+
     modes = get_modes(mode_names)
     out = run_experiment(settings, modes, seeds)
-    md = write_report(out["results"], seeds, Path(settings.out), seconds=out["seconds"])
+    rows = {**out["results"], REFERENCE_ROW: {0: out["reference"]}}
+    md = write_report(rows, seeds, Path(settings.out), seconds=out["seconds"])
     typer.echo("\n" + md)
     typer.echo(f"\nresults: {settings.out}/results.md, results.json, results.png "
                f"({out['seconds'] / 60:.1f} min)")

@@ -64,6 +64,10 @@ def to_markdown(table: dict, seeds: list[int]) -> str:
         label = MODES[mode].label if mode in MODES else mode
         lines.append(f"| {label} | " + " | ".join(_cell(row[c]) for c, _ in COLUMNS) + " |")
     spread = "mean ± standard deviation over" if len(seeds) > 1 else "one run,"
+    if any(mode not in MODES for mode in table):
+        lines.append("")
+        lines.append("The reference row answers every item of a task with that task's most frequent training "
+                     "answer, ignoring the image: a model at that level has learned answer priors, not to look.")
     lines.append("")
     lines.append(f"Accuracy / F1 in %, {spread} seed(s) {', '.join(map(str, seeds))}.")
     return "\n".join(lines)

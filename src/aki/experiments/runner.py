@@ -173,4 +173,14 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: evaluating {m.name}")
             results[m.name][seed] = evaluate_run(s, run_dir, m)
-    return {"results": results, "seconds": time.perf_counter() - t0}
+    return {"results": results, "reference": reference_scores(s), "seconds": time.perf_counter() - t0}
+
+
+REFERENCE_ROW = "image-blind constant answer (reference)"
+
+
+def reference_scores(s: ExperimentSettings) -> dict[str, Any]:
+    """The constant-answer row (most frequent training answer per task), on the same test rows."""
+    from aki.experiments.baseline import constant_answer_scores
+
+    return constant_answer_scores(s.data_path, s.eval_limit)
