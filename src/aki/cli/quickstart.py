@@ -10,9 +10,7 @@ import typer
 def _run(settings, mode_names: list[str], seeds: list[int]) -> str:
     from aki.experiments.modes import get_modes
     from aki.experiments.report import write_report
-    from aki.experiments.runner import run_experiment
-
-    from aki.experiments.runner import REFERENCE_ROW
+    from aki.experiments.runner import REFERENCE_ROW, run_experiment
 
     modes = get_modes(mode_names)
     out = run_experiment(settings, modes, seeds)
