@@ -101,3 +101,11 @@ def test_analyze_reports_attention_shares(quick_run):
                                       "--n", "4"])
     assert result.exit_code == 0, result.output
     assert "question" in result.output and "sensitivity" in result.output
+
+
+def test_resume_refuses_other_settings(quick_run):
+    out, _ = quick_run
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["quickstart", "--out", str(out), "--fast",
+                                                            "--sft-steps", "5"])
+    assert result.exit_code == 2
+    assert "other settings" in result.output and "sft_steps" in result.output

@@ -10,9 +10,14 @@ import typer
 def _run(settings, mode_names: list[str], seeds: list[int]) -> str:
     from aki.experiments.modes import get_modes
     from aki.experiments.report import write_report
-    from aki.experiments.runner import REFERENCE_ROW, run_experiment
+    from aki.experiments.runner import REFERENCE_ROW, check_same_settings, run_experiment
 
-    modes = get_modes(mode_names)
+    try:
+        modes = get_modes(mode_names)
+        check_same_settings(settings)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from err
     out = run_experiment(settings, modes, seeds)
     rows = {**out["results"], REFERENCE_ROW: {0: out["reference"]}}
     md = write_report(rows, seeds, Path(settings.out), seconds=out["seconds"])

@@ -136,6 +136,24 @@ def evaluate_run(s: ExperimentSettings, run_dir: Path, mode: Mode) -> dict[str, 
     return scores
 
 
+_NOT_RESULT_SETTINGS = ("progress", "num_threads", "eval_batch_size")
+
+
+def check_same_settings(s: ExperimentSettings) -> None:
+    """Resuming reuses finished runs, so it is only valid with the settings that made them."""
+    path = Path(s.out) / "settings.json"
+    if not path.exists():
+        return
+    old, new = json.loads(path.read_text()), json.loads(json.dumps(asdict(s)))
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in _NOT_RESULT_SETTINGS and old.get(k) != new.get(k))
+    if diff:
+        raise ValueError(
+            f"{s.out} holds runs made with other settings ({', '.join(diff)} differ), which a resume would "
+            f"silently reuse. Use another --out, or delete {s.out} to start over."
+        )
+
+
 def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -> dict[str, Any]:
     """Run every (mode, seed); returns ``{mode: {seed: scores}}`` plus timing."""
     import torch
@@ -147,6 +165,7 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
     t0 = time.perf_counter()
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_same_settings(s)
     (out / "settings.json").write_text(json.dumps(asdict(s), indent=2))
     ensure_data(s)
     pt_keys = sorted({(m.pt_key, m.pt_order, m.pt_rule) for m in modes})
