@@ -32,10 +32,6 @@ TEXT_MODALITY = 0
 IMAGE_MODALITY = 1
 
 
-def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
-    return torch.cumsum(x, dim=-1) - x
-
-
 @dataclass(frozen=True)
 class TokenLayout:
     """Per-token tensors derived once from segments; every rule reads only these.
