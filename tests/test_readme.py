@@ -18,7 +18,7 @@ def test_readme_opens_with_the_two_commands():
     first_block = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1).strip().splitlines()
     assert first_block == [
         "bash scripts/setup.sh && .venv/bin/aki quickstart",
-        "bash scripts/setup.sh && .venv/bin/python -m pytest -q",
+        "bash scripts/setup.sh --test && .venv/bin/python -m pytest -q",
     ]
     ci = (README.parent / ".ci" / "run").read_text()
     assert first_block[1] in ci

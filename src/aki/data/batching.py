@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+from aki.constants import IGNORE_INDEX
 from aki.data.order import reorder_messages
 from aki.data.records import BadRecord, Sample
 from aki.masks import Segment
 
-IGNORE_INDEX = -100
 LOSS_ON = ("answer", "all")
 CAPTION_SEGMENTS = ("answer", "query")
 

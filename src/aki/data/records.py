@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from aki.prompts import assistant_message, qa_messages, user_message
+
 
 class BadRecord(ValueError):
     """A record that cannot be turned into a training sample (corrupt image, malformed fields,
@@ -55,17 +57,8 @@ def load_image(src: str | Path | bytes) -> Image.Image:
         raise BadRecord(f"cannot decode image {where}: {err}", "corrupt_image") from err
 
 
-def user_turn(text: str, n_images: int = 1, order: str = "I&T") -> dict:
-    """A user message with ``n_images`` image items before (I&T) or after (T&I) the text."""
-    images = [{"type": "image"} for _ in range(n_images)]
-    txt = [{"type": "text", "text": text}]
-    return {"role": "user", "content": images + txt if order == "I&T" else txt + images}
+# The chat-message builders live in aki.prompts (one definition); re-exported for the readers.
+user_turn = user_message
+assistant_turn = assistant_message
 
-
-def assistant_turn(text: str) -> dict:
-    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
-
-
-def qa_messages(question: str, answer: str, n_images: int = 1) -> list[dict]:
-    """A single-turn conversation (I&T order; the loop can reorder it)."""
-    return [user_turn(question, n_images), assistant_turn(answer)]
+__all__ = ["BadRecord", "Sample", "assistant_turn", "load_image", "qa_messages", "user_turn"]

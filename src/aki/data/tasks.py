@@ -16,31 +16,7 @@ from typing import Any
 
 from aki.data.readers import RecordSource, sft_llava
 from aki.data.records import BadRecord, Sample, load_image, qa_messages
-
-SHORT_ANSWER = "Answer the question using a single word or phrase."
-YES_NO = "Please answer yes or no."
-OPTION_LETTER = "Answer with the option's letter from the given choices directly."
-REGION = "Provide a short description for this region."
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def short_answer_prompt(question: str) -> str:
-    """VQAv2 / GQA / OCR-VQA prompt."""
-    return f"{SHORT_ANSWER} {question.strip()}"
-
-
-def yes_no_prompt(question: str) -> str:
-    """VSR prompt: the short-answer prompt with the yes/no instruction after the question."""
-    return f"{SHORT_ANSWER} {question.strip()} {YES_NO}"
-
-
-def options_prompt(question: str, options: Sequence[str], context: str | None = None) -> str:
-    """A-OKVQA / ScienceQA prompt: ``... {question}\\nOptions:\\nA. ..\\n`` (+ ``Context:``)."""
-    text = f"{OPTION_LETTER} "
-    if context and context.strip():
-        text += f"Context: {context.strip()}\n"
-    text += f"{question.strip()}\nOptions:\n"
-    return text + "".join(f"{LETTERS[k]}. {o}\n" for k, o in enumerate(options))
+from aki.prompts import LETTERS, REGION, options_prompt, short_answer_prompt, yes_no_prompt
 
 
 def bbox_text(box: Sequence[float], width: float, height: float) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = -100
+from aki.constants import IGNORE_INDEX
 
 
 class LeakageError(ValueError):

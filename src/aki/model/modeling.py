@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from aki.constants import IGNORE_INDEX
 from aki.masks import (
     Segment,
     build_additive_mask,
@@ -29,8 +30,6 @@ from aki.masks import (
 )
 from aki.model.configuration import AkiConfig
 from aki.model.resampler import PerceiverResampler
-
-IGNORE_INDEX = -100
 
 
 class AkiPreTrainedModel(PreTrainedModel):

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-IMAGE_TOKEN = "<image>"
-"""The marker a prompt holds once per image; expanded to ``num_image_tokens`` copies of its id."""
-END_OF_CHUNK_TOKEN = "<|endofchunk|>"
-"""Ends a pre-training caption (as in the official release)."""
-PAD_TOKEN = "<pad>"
-"""Added when a tokenizer has no pad token, or its pad equals its EOS (as in the official release)."""
+from aki.constants import END_OF_CHUNK_TOKEN, IMAGE_TOKEN, PAD_TOKEN
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from aki.constants import IGNORE_INDEX
 from aki.masks import Segment
 from aki.processing.chat_templates import (
     CAPTION_FORMATS,
@@ -53,7 +54,6 @@ from aki.processing.families import (
 from aki.processing.images import AkiImageProcessor
 from aki.processing.segmenter import TemplateStructure, tokenize_with_segments
 
-IGNORE_INDEX = -100
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 
 Messages = Sequence[Mapping[str, Any]]
