@@ -8,6 +8,7 @@
 # Idempotent: a second run only re-checks the install (a stamp records what was installed).
 # Uses PyPI and Debian's package archive only; nothing is fetched from a model or data hub.
 set -euo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 mode=core
 extras=""
@@ -23,7 +24,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.aki-installed
-want="$mode $(cat pyproject.toml scripts/setup.sh scripts/setup-*.sh 2>/dev/null | sha1sum | cut -d' ' -f1)"
+want="$mode $(cat pyproject.toml scripts/setup*.sh | sha1sum | cut -d' ' -f1)"
 have=$(cat "$stamp" 2>/dev/null || true)
 # a test install also covers a later core run
 if [ "$have" != "$want" ] && ! { [ "$mode" = core ] && [ "${have#test }" != "$have" ] && [ "${have#test }" = "${want#core }" ]; }; then
@@ -31,7 +32,7 @@ if [ "$have" != "$want" ] && ! { [ "$mode" = core ] && [ "${have#test }" != "$ha
   .venv/bin/python -m pip install -q -e ".$extras"
   if [ "$mode" = test ]; then
     for extra_setup in scripts/setup-*.sh; do
-      [ -e "$extra_setup" ] && bash "$extra_setup"
+      bash "$extra_setup"
     done
   fi
   echo "$want" > "$stamp"
