@@ -1,17 +1,21 @@
 """Entry point of the ``aki`` command.
 
 Subcommands live in sibling modules (``aki/cli/<name>.py``), each exposing ``register(app)``;
-they are discovered here so a new command is one new file.
+they are discovered here so a new command is one new file. Every command is wrapped by
+:mod:`aki.cli.errors`: a failure is one line ``aki <command>: error: ...`` and a non-zero exit;
+``aki --debug ...`` (or ``AKI_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import typer
 
 import aki.cli as _cli_pkg
+from aki.cli.errors import DEBUG_ENV, install
 
 app = typer.Typer(
     name="aki",
@@ -32,7 +36,17 @@ def _register_all() -> None:
             register(app)
 
 
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show the full traceback when a command fails"),
+) -> None:
+    """AKI: multimodal LLMs with modality-mutual attention (MMA)."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
 _register_all()
+install(app)
 
 
 def main() -> None:  # pragma: no cover - thin wrapper
