@@ -75,6 +75,12 @@ def dominant_answer(predictions: list[str]) -> tuple[str, float] | None:
     return (answer, share) if share >= DOMINANT_SHARE else None
 
 
+def _no_judge(bench: Benchmark) -> BenchResult:
+    return BenchResult(bench.name, status="skipped", message=(
+        f"{bench.title} is scored by a GPT judge and none is configured; set --judge-model "
+        "(and --judge-base-url / --judge-api-key, or AKI_JUDGE_* in the environment)"))
+
+
 def run_benchmark(model, processor, bench: Benchmark, files: list[Path], out_dir: Path, *,
                   image_root: Path | None = None, data_root: Path | None = None, limit: int | None = None,
                   batch_size: int = 8, max_new_tokens: int | None = None, judge: JudgeConfig | None = None,
@@ -82,10 +88,7 @@ def run_benchmark(model, processor, bench: Benchmark, files: list[Path], out_dir
     """One benchmark from its files to scores (see the module docstring)."""
     result = BenchResult(bench.name)
     if bench.judge and judge is None:
-        result.status = "skipped"
-        result.message = (f"{bench.title} is scored by a GPT judge and none is configured; set --judge-model "
-                          "(and --judge-base-url / --judge-api-key, or AKI_JUDGE_* in the environment)")
-        return result
+        return _no_judge(bench)
     rows, bad, notes = bench.read(files, image_root=image_root, data_root=data_root, limit=limit)
     result.rows, result.notes = len(rows), list(notes)
     pred_path = out_dir / f"{bench.name}.predictions.jsonl"
@@ -175,6 +178,11 @@ def run_suite(model, processor, benches: list[tuple[str, Path | None]], data_roo
             continue
         try:
             bench = get_benchmark(name)
+            if bench.judge and judge is None:
+                results[bench.name] = _no_judge(bench)
+                if on_result is not None:
+                    on_result(results[bench.name])
+                continue
             files = bench.locate(path if path is not None else data_root)
             result = run_benchmark(model, processor, bench, files, out_dir, image_root=image_root,
                                    data_root=data_root, limit=limit, batch_size=batch_size,
