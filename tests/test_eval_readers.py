@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from eval_files import b64, mme_tsv, mmbench_tsv, png_bytes, write_jsonl, write_parquet, write_tsv
 from PIL import Image
 
 from aki.eval.benchmarks import get_benchmark
 from aki.eval.items import BadRow, BenchmarkFileError
 from aki.eval.suite import _load_source
+from eval_files import b64, mmbench_tsv, mme_tsv, png_bytes, write_jsonl, write_parquet, write_tsv
 
 
 def _read(name, path, **kw):
