@@ -103,7 +103,7 @@ def test_no_judge_configured_and_judge_unreachable(monkeypatch, tmp_path):
     assert config.model == "m" and config.base_url == "http://127.0.0.1:9/v1"
     judge = Judge(config, timeout=2)
     judge._client = judge._client.with_options(max_retries=0)
-    with pytest.raises(JudgeError, match="the judge .* failed"):
+    with pytest.raises(JudgeError, match=r"the judge .* failed"):
         judge.ask("k", [{"role": "user", "content": "x"}], temperature=0, max_tokens=3)
 
 
