@@ -86,6 +86,18 @@ def guarded(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def add_debug_option(app: typer.Typer) -> None:
+    """Give ``app`` the global ``--debug`` flag (sets ``AKI_DEBUG=1`` for the command it runs)."""
+
+    @app.callback()
+    def _root(
+        debug: bool = typer.Option(False, "--debug", help="show the full traceback when a command fails"),
+    ) -> None:
+        """AKI: multimodal LLMs with modality-mutual attention (MMA)."""
+        if debug:
+            os.environ[DEBUG_ENV] = "1"
+
+
 def install(app: typer.Typer, prefix: str = "") -> None:
     """Wrap every command of ``app`` (and of its sub-apps) with :func:`guarded`."""
     for info in app.registered_commands:
@@ -98,4 +110,4 @@ def install(app: typer.Typer, prefix: str = "") -> None:
             install(group.typer_instance, f"{prefix}{group.name} " if group.name else prefix)
 
 
-__all__ = ["CliError", "debug_enabled", "guarded", "install", "one_line", "report"]
+__all__ = ["CliError", "add_debug_option", "debug_enabled", "guarded", "install", "one_line", "report"]

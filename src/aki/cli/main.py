@@ -9,13 +9,12 @@ they are discovered here so a new command is one new file. Every command is wrap
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 
 import typer
 
 import aki.cli as _cli_pkg
-from aki.cli.errors import DEBUG_ENV, install
+from aki.cli.errors import add_debug_option, install
 
 app = typer.Typer(
     name="aki",
@@ -36,15 +35,7 @@ def _register_all() -> None:
             register(app)
 
 
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="show the full traceback when a command fails"),
-) -> None:
-    """AKI: multimodal LLMs with modality-mutual attention (MMA)."""
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
-
-
+add_debug_option(app)
 _register_all()
 install(app)
 
