@@ -441,7 +441,9 @@ class AkiProcessor(ProcessorMixin):
         target = (int(width), int(height)) if height and width else None
         resample = getattr(self.image_processor, "resample", 3)
         prepared = [tower_rgb(load_image(im), target, resample) for im in images]
-        return self.image_processor(prepared, return_tensors=return_tensors)["pixel_values"]
+        # Already RGB: transformers' own conversion would composite a colour key or alpha on white.
+        options = {"do_convert_rgb": False} if hasattr(self.image_processor, "do_convert_rgb") else {}
+        return self.image_processor(prepared, return_tensors=return_tensors, **options)["pixel_values"]
 
     # ----------------------------------------------------------------- batching
     def _collate(
@@ -601,7 +603,7 @@ class AkiProcessor(ProcessorMixin):
                 )
             tokenizer = AutoTokenizer.from_pretrained(str(folder), **hub)
         except (FileNotFoundError, OSError, ValueError, KeyError, TypeError) as err:
-            raise type(err)(
+            raise (FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError)(
                 f"could not load the processor in {str(folder)!r} ({err}); if it was saved by an older "
                 "aki, re-save it with that version: AkiProcessor.from_pretrained(old).save_pretrained(new)."
             ) from err
