@@ -238,3 +238,37 @@ def test_corrupt_and_missing(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageLoadError, match="bytes"):
         load_image(b"\x89PNG\r\n\x1a\n garbage")
+
+
+# ----------------------------------------------------------------------------- call sites
+def test_training_records_use_the_same_loader(tmp_path, huge_png, monkeypatch):
+    from aki.data.records import BadRecord
+    from aki.data.records import load_image as record_image
+
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    rgba = _noise(channels=4)
+    path = tmp_path / "a.png"
+    path.write_bytes(_encoded(rgba))
+    assert record_image(path).mode == "RGBA"  # as load_image: alpha left for the processor
+    (tmp_path / "huge.png").write_bytes(huge_png)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    for name, reason in (("missing.png", "missing_image"), ("huge.png", "image_too_large"), ("bad.png", "corrupt_image")):
+        with pytest.raises(BadRecord) as info:
+            record_image(tmp_path / name)
+        assert info.value.reason == reason and name in str(info.value)
+
+
+def test_chat_reports_a_bad_image_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from aki.cli.main import app
+    from aki.testing import tiny_model
+
+    model, processor = tiny_model("phi3")
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["chat", str(tmp_path / "m"), "What is it?", "--image", str(tmp_path / "bad.jpg")])
+    assert result.exit_code == 1
+    assert "aki chat: error: could not decode image file" in result.output and "bad.jpg" in result.output
+    assert "Traceback" not in result.output

@@ -56,6 +56,10 @@ class ImageLoadError(ValueError):
     """An image could not be read: missing, not an image, corrupt, truncated, or unusable pixels."""
 
 
+class ImageNotFoundError(ImageLoadError, FileNotFoundError):
+    """The image file does not exist."""
+
+
 class ImageTooLargeError(ImageLoadError):
     """A valid image with more pixels than the configured limit."""
 
@@ -254,7 +258,7 @@ def load_image(src: ImageInput, *, max_pixels: int | None = None) -> Image.Image
         )
     if isinstance(src, (str, os.PathLike)):
         if not Path(src).is_file():
-            raise ImageLoadError(f"{what} does not exist; check the path (relative to {os.getcwd()!r}).")
+            raise ImageNotFoundError(f"{what} does not exist; check the path (relative to {os.getcwd()!r}).")
         opened: Any = src
     elif isinstance(src, (bytes, bytearray, memoryview)):
         opened = io.BytesIO(bytes(src))
@@ -303,6 +307,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "MAX_PIXELS_ENV",
     "ImageLoadError",
+    "ImageNotFoundError",
     "ImageTooLargeError",
     "declared_range",
     "load_image",
