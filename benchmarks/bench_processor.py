@@ -8,7 +8,8 @@ For each the script times, in the same run:
 - the raw parts it cannot avoid: the fast tokenizer on the rendered text, and the image transform
   alone (``processor.image_processor`` on the same images);
 
-and prints the processor's overhead as a ratio to those parts. Images are 640x480 RGB photos
+and prints the processor's overhead as a ratio to those parts. Times are this process's CPU time
+by default (``--clock wall`` for elapsed time), best of the repeats, one torch thread. Images are 640x480 RGB photos
 resized to 384 (the paper's tower); the tokenizer is the tiny phi3 one (so the tokenizer part
 is small and the overhead ratio is an upper bound for real tokenizers).
 
@@ -21,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -29,14 +29,14 @@ import numpy as np
 from PIL import Image
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> float:
+def _timed(fn: Callable[[], object], repeats: int, clock: Callable[[], float]) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        times.append(clock() - start)
+    return min(times)
 
 
 def main() -> None:
@@ -45,18 +45,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=384)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: this process's CPU time (robust on a shared machine); wall: elapsed time")
     args = parser.parse_args()
+    import torch
 
+    torch.set_num_threads(1)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
+    import aki.processing as processing
     from aki.processing import AkiProcessor, build_tiny_tokenizer
 
-    try:  # the image processor the processor is built with (SigLIP, PIL backend)
-        from transformers import SiglipImageProcessorPil
-
-        image_processor = SiglipImageProcessorPil(size={"height": args.image_size, "width": args.image_size})
-    except ImportError:  # older aki: its own image processor
-        from aki.processing import AkiImageProcessor
-
-        image_processor = AkiImageProcessor(size=args.image_size)
+    if hasattr(processing, "siglip_image_processor"):  # SigLIP's processor, PIL backend
+        image_processor = processing.siglip_image_processor(args.image_size)
+    else:  # aki before 0.2 (to compare with): its own image processor
+        image_processor = processing.AkiImageProcessor(size=args.image_size)
     proc = AkiProcessor(image_processor=image_processor, tokenizer=build_tiny_tokenizer("phi3"),
                         num_image_tokens=144, family="phi3")
     rng = np.random.default_rng(0)
@@ -87,7 +90,8 @@ def main() -> None:
 
     def images_only():
         for ims in sample_images:
-            image_processor(ims, return_tensors="pt")
+            image_processor(ims, return_tensors="pt") if hasattr(processing, "siglip_image_processor") \
+                else image_processor(ims)
 
     prompts = proc.apply_chat_template([c[:1] for c in convs], add_generation_prompt=True)
     batches = [(prompts[i:i + args.batch], sample_images[i:i + args.batch])
@@ -98,14 +102,14 @@ def main() -> None:
             proc(text=p, images=ims)
 
     rows = {
-        "encode_conversations, 1 sample per call (training)": _timed(train_encode, args.repeats),
-        "  the same without images (text path only)": _timed(train_text_only, args.repeats),
-        "  raw tokenizer on the rendered texts": _timed(tokenizer_only, args.repeats),
-        "  raw image transform on the same images": _timed(images_only, args.repeats),
-        f"__call__ on prompt batches of {args.batch} (generation)": _timed(generate_encode, args.repeats),
+        "encode_conversations, 1 sample per call (training)": _timed(train_encode, args.repeats, clock),
+        "  the same without images (text path only)": _timed(train_text_only, args.repeats, clock),
+        "  raw tokenizer on the rendered texts": _timed(tokenizer_only, args.repeats, clock),
+        "  raw image transform on the same images": _timed(images_only, args.repeats, clock),
+        f"__call__ on prompt batches of {args.batch} (generation)": _timed(generate_encode, args.repeats, clock),
     }
     n = args.samples
-    print(f"{n} samples, median of {args.repeats} runs (ms per sample)")
+    print(f"{n} samples, best of {args.repeats} runs ({args.clock} ms per sample, 1 torch thread)")
     for name, seconds in rows.items():
         print(f"{name:<60} {1000 * seconds / n:8.3f}")
     text_overhead = rows["  the same without images (text path only)"] / rows["  raw tokenizer on the rendered texts"]
