@@ -330,7 +330,7 @@ class AkiProcessor(ProcessorMixin):
             )
         if videos is not None or audio is not None:
             raise ValueError("AkiProcessor reads images and text only; videos= and audio= must be None.")
-        if _is_text(images) and (text is None or not _is_text(text)):
+        if _is_text(images) and ((text is not None and not _is_text(text)) or (text is None and self._is_prompt(images))):
             images, text = text, images  # the older (text, images) positional order
         if text is None:
             raise ValueError("pass text= (a prompt string with one <image> marker per image, or a list).")
@@ -356,6 +356,11 @@ class AkiProcessor(ProcessorMixin):
             [(ids, segs) for ids, segs, _ in encoded], images, padding_side=padding_side,
             return_tensors=return_tensors, labels=any(has for _, _, has in encoded), padding=padding,
         )
+
+    def _is_prompt(self, value: str | Sequence[str]) -> bool:
+        """Whether strings are prompts (they hold an image marker or the assistant marker), not paths."""
+        texts = [value] if isinstance(value, str) else value
+        return any(IMAGE_TOKEN in t or self.structure.assistant_marker in t for t in texts)
 
     def encode_conversations(
         self,
