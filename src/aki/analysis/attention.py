@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import torch
 
 from aki.masks import Segment
+from aki.prompts import user_message
 
 KEY_KINDS = {"text": Segment.TEXT, "image": Segment.IMAGE, "query": Segment.QUERY}
 
 
 def _prompts(processor, questions: Sequence[str]) -> list[str]:
-    msgs = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}] for q in questions]
-    return [processor.apply_chat_template(m, add_generation_prompt=True) for m in msgs]
+    return [processor.apply_chat_template([user_message(q)], add_generation_prompt=True) for q in questions]
 
 
 @torch.no_grad()

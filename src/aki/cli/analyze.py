@@ -15,17 +15,16 @@ def analyze(
 ) -> None:
     """Per layer: the share of image-token attention on text / image / question keys, and how much
     the image tokens' final states change when only the question changes."""
-    from PIL import Image
-
     from aki import AkiForConditionalGeneration, AkiProcessor
     from aki.analysis import attention_by_segment, question_sensitivity
+    from aki.processing import load_image
 
     test = data / "test" if (data / "test").is_dir() else data
     bench = test / "cvbench.jsonl"
     if not bench.exists():
         raise typer.BadParameter(f"{bench} not found; point --data at a folder written by `aki data synth`.")
     rows = [json.loads(line) for line in bench.read_text().splitlines() if line.strip()][:n]
-    images = [Image.open(test / r["image"]).convert("RGB") for r in rows]
+    images = [load_image(test / r["image"]) for r in rows]
     prompts = [r["prompt"] for r in rows]
     model = AkiForConditionalGeneration.from_pretrained(str(model_dir)).eval()
     processor = AkiProcessor.from_pretrained(str(model_dir))

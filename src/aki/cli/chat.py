@@ -22,7 +22,8 @@ def chat(
     from transformers import TextIteratorStreamer
 
     from aki import AkiForConditionalGeneration, AkiProcessor
-    from aki.processing.images import load_image
+    from aki.processing import ImageLoadError, load_image
+    from aki.prompts import user_message
 
     if not model_dir.exists():
         raise typer.BadParameter(f"model directory {model_dir} does not exist; train one with "
@@ -30,10 +31,13 @@ def chat(
     torch.manual_seed(seed)
     processor = AkiProcessor.from_pretrained(str(model_dir))
     model = AkiForConditionalGeneration.from_pretrained(str(model_dir)).eval()
-    images = [load_image(p) for p in (image or [])]
-    content = [{"type": "image"} for _ in images] + [{"type": "text", "text": question}]
-    prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-    batch = processor(text=[prompt], images=[images] if images else None, return_tensors="pt")
+    try:
+        images = [load_image(p) for p in (image or [])]
+    except ImageLoadError as err:
+        typer.echo(f"aki chat: error: {err}", err=True)
+        raise typer.Exit(1) from err
+    prompt = processor.apply_chat_template([user_message(question, len(images))], add_generation_prompt=True)
+    batch = processor(images=[images] if images else None, text=[prompt], return_tensors="pt")
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = dict(
         **batch,
