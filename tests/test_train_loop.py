@@ -86,20 +86,22 @@ def test_resume_is_exact_and_crash_during_save_keeps_last_checkpoint(synth, tmp_
     monkeypatch.setattr(ckpt, "save_checkpoint", crash_after_step_3)
     with pytest.raises(KeyboardInterrupt):
         train(pt_cfg(synth, tmp_path / "cut", max_steps=8, save_every=3))
-    # a crash in the middle of the next save (step 6) leaves step 3 as the latest checkpoint
-    real_torch_save = torch.save
+    # a crash in the middle of the next save (step 6: shards written, not yet renamed) leaves step 3
+    # as the latest checkpoint
+    real_dcp_save = ckpt.dcp.save
 
-    def crash_in_model_save(obj, f, *a, **k):
-        if str(f).endswith("model.pt") and ".tmp-step-00000006" in str(f):
+    def crash_in_shard_save(state, checkpoint_id, **kw):
+        real_dcp_save(state, checkpoint_id=checkpoint_id, **kw)
+        if ".tmp-step-00000006" in str(checkpoint_id):
             raise KeyboardInterrupt("crash while saving")
-        return real_torch_save(obj, f, *a, **k)
 
     monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
-    monkeypatch.setattr(torch, "save", crash_in_model_save)
+    monkeypatch.setattr(ckpt.dcp, "save", crash_in_shard_save)
     with pytest.raises(KeyboardInterrupt):
         train(pt_cfg(synth, tmp_path / "cut", max_steps=8, save_every=3), resume=True)
     assert ckpt.latest_checkpoint(tmp_path / "cut").name == "step-00000003"
-    monkeypatch.setattr(torch, "save", real_torch_save)
+    assert list((tmp_path / "cut" / "checkpoints").glob(".tmp-step-00000006"))  # the broken one is left aside
+    monkeypatch.setattr(ckpt.dcp, "save", real_dcp_save)
 
     resumed = train(pt_cfg(synth, tmp_path / "cut", max_steps=8, save_every=3), resume=True)["losses"]
     assert resumed == full[3:]  # bit-exact

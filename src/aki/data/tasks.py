@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aki.data.boxes import format_bbox
 from aki.data.readers import RecordSource, sft_llava
 from aki.data.records import BadRecord, Sample, load_image, qa_messages
 from aki.prompts import LETTERS, REGION, options_prompt, short_answer_prompt, yes_no_prompt
@@ -24,8 +25,7 @@ def bbox_text(box: Sequence[float], width: float, height: float) -> str:
     if width <= 0 or height <= 0:
         raise BadRecord(f"image size must be positive, got {width}x{height}", "malformed")
     x1, y1, x2, y2 = (float(v) for v in box)
-    n = [min(max(v / s, 0.0), 1.0) for v, s in ((x1, width), (y1, height), (x2, width), (y2, height))]
-    return f"<bbox>[{n[0]:.3f}, {n[1]:.3f}][{n[2]:.3f}, {n[3]:.3f}]</bbox>"
+    return format_bbox((x1 / width, y1 / height, x2 / width, y2 / height))
 
 
 def region_prompt(box: Sequence[float], width: float, height: float) -> str:
