@@ -98,8 +98,9 @@ class StepStream(IterableDataset):
         self.pad_id = int(getattr(tok, "pad_token_id", 0) or 0)
 
     # ------------------------------------------------------------------ one step
-    def _encode(self, slot: int, order: str) -> tuple[Encoded, int, Counter[str], str]:
-        """The slot's sample (retry draws replace unusable records); records read; skips."""
+    def _encode(self, slot: int, order: str) -> tuple[Encoded | None, int, Counter[str], str]:
+        """The slot's sample (retry draws replace unusable records; None when ``MAX_ATTEMPTS``
+        draws all failed), the records read, the skips by reason, the last bad record."""
         o = self.options
         skipped: Counter[str] = Counter()
         last = ""
@@ -115,8 +116,7 @@ class StepStream(IterableDataset):
             except BadRecord as err:
                 skipped[err.reason] += 1
                 last = f"{self.sources[s].name}[{i}]: {err}"
-        raise SkipRateError(f"{MAX_ATTEMPTS} draws in a row for sample slot {slot} were unusable; last one: "
-                            f"{last}. Fix the data and run again.")
+        return None, MAX_ATTEMPTS, skipped, last
 
     def make_step(self, step: int, order: str | None = None) -> dict[str, Any]:
         """The rank's data of optimizer step ``step`` (``order`` overrides the schedule's)."""
@@ -125,20 +125,21 @@ class StepStream(IterableDataset):
         first = step * o.batch_size + o.rank * o.per_rank
         items: list[Encoded] = []
         records, skipped, last = 0, Counter(), ""
-        try:
-            for slot in range(first, first + o.per_rank):
-                enc, n, bad, why = self._encode(slot, order)
-                items.append(enc)
-                records += n
-                skipped.update(bad)
-                last = why or last
-        except SkipRateError as err:
-            return {"step": step, "order": order, "error": str(err), "records": records, "skipped": dict(skipped)}
-        return {
-            "step": step, "order": order, "samples": len(items), "records": records, "skipped": dict(skipped),
-            "last_bad": last, "error": None,
-            "batches": micro_batches(items, o.accum, self.pad_id, o.pack_length),
-        }
+        unit: dict[str, Any] = {"step": step, "order": order, "error": None}
+        for slot in range(first, first + o.per_rank):
+            enc, n, bad, why = self._encode(slot, order)
+            records += n
+            skipped.update(bad)
+            last = why or last
+            if enc is None:
+                unit["error"] = (f"{MAX_ATTEMPTS} draws in a row for sample slot {slot} were unusable; last one: "
+                                 f"{last}. Fix the data and run again.")
+                break
+            items.append(enc)
+        unit.update(records=records, skipped=dict(skipped), last_bad=last, samples=len(items))
+        if unit["error"] is None:
+            unit["batches"] = micro_batches(items, o.accum, self.pad_id, o.pack_length)
+        return unit
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, Any]]:
