@@ -52,7 +52,7 @@ _NO_MIRROR = re.compile(_W.format("|".join([
     r"read\w*", r"writ\w*", r"wrote", r"text\w*", r"titled?", r"titles", r"authors?", r"words?",
     r"letters?", r"spell\w*", r"says?", r"said", r"signs?", r"signage", r"labels?", r"logos?",
     r"brands?", r"fonts?", r"captions?", r"numbers?", r"digits?", r"numerals?", r"jersey", r"license",
-    r"plates?", r"books?", r"magazines?", r"posters?", r"menus?", r"banners?", r"newspapers?",
+    r"books?", r"magazines?", r"posters?", r"menus?", r"banners?", r"newspapers?",
     r"inscription", r"alphabet", r"ocr", r"name[sd]?",
     # clocks and rotation senses
     r"clocks?", r"watch(?:es)?", r"time", r"o'clock", r"clockwise", r"counterclockwise", r"anticlockwise",
@@ -93,10 +93,10 @@ def mirror_text(text: str) -> str | None:
     only_side = len(words) == 1 and words[0] in _SWAP
     out, last = [], 0
     for m in _SIDE.finditer(text):
-        before = re.findall(r"[\w'-]+", text[:m.start()].lower())[-1:]
-        after = re.findall(r"[\w'-]+", text[m.end():].lower())[:1]
-        prev = before[0] if before else ""
-        nxt = after[0] if after else ""
+        before = re.search(r"([\w'-]+)\s+$", text[:m.start()])  # words of the same clause only
+        after = re.match(r"\s+([\w'-]+)", text[m.end():])
+        prev = before.group(1).lower() if before else ""
+        nxt = after.group(1).lower() if after else ""
         if nxt in _NOT_DIRECTION_AFTER:
             return None
         if not (only_side or m.group(2) or prev in _DIRECTION_BEFORE or nxt in _DIRECTION_AFTER):
