@@ -28,7 +28,7 @@ def scene(size=(96, 64), red_x=10, blue_x=60) -> Image.Image:
 
 def centre_x(img: Image.Image, colour) -> float:
     a = np.asarray(img).astype(int)
-    xs = np.nonzero((np.abs(a - np.array(colour)).sum(-1) < 30))[1]
+    xs = np.nonzero(np.abs(a - np.array(colour)).sum(-1) < 30)[1]
     return float(xs.mean())
 
 

@@ -97,7 +97,7 @@ def test_check_reads_the_paper_config_on_the_documented_layout(tmp_path, monkeyp
 
     # a missing COCO image shows up in every source that uses it, and fails the check
     (tmp_path / "data/coco/train2014/COCO_train2014_000000000042.jpg").unlink()
-    result = CliRunner().invoke(app, args + ["--full"])
+    result = CliRunner().invoke(app, [*args, "--full"])
     assert result.exit_code == 1
     assert result.output.count("images: all 1 records: 1 missing") == 4  # VQAv2 and RefCOCO/+/g
     assert "COCO_train2014_000000000042.jpg" in result.output
