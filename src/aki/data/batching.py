@@ -131,7 +131,8 @@ def pack(items: list[Encoded], max_length: int, pad_id: int, min_rows: int = 1) 
 
 def pack_rows(lengths: list[int], max_length: int, min_rows: int = 1) -> list[list[int]]:
     """Indices of ``lengths`` grouped into rows: the fewest rows (at least ``min_rows``, at most
-    one per sample) whose LPT assignment keeps every row within ``max_length``.
+    one per sample) whose LPT assignment keeps every row within ``max_length``, then balanced
+    further by moving or swapping samples between the longest and the shortest row.
 
     Written by hand: bin packing is not in PyTorch or transformers (their packers fill rows in
     stream order, first-fit, and leave the last row short)."""
@@ -155,7 +156,36 @@ def pack_rows(lengths: list[int], max_length: int, min_rows: int = 1) -> list[li
         if max(used) <= max_length:
             break
         n_rows += 1
+    _balance(rows, lengths)
     return [[i] for i in long] + [r for r in rows if r]
+
+
+def _balance(rows: list[list[int]], lengths: list[int], rounds: int = 200) -> None:
+    """Shrink the longest row: move one sample to the shortest row, or swap a pair between them,
+    whichever brings the two closest to equal; stop when nothing shortens the longest row."""
+    for _ in range(rounds):
+        if len(rows) < 2:
+            return
+        used = [sum(lengths[i] for i in r) for r in rows]
+        hi = max(range(len(rows)), key=lambda k: (used[k], -k))
+        lo = min(range(len(rows)), key=lambda k: (used[k], k))
+        gap = used[hi] - used[lo]
+        best, best_d = None, 0  # best_d: the amount moved from hi to lo, 0 < d < gap
+        for a in rows[hi]:
+            if 0 < lengths[a] < gap and abs(gap - 2 * lengths[a]) < abs(gap - 2 * best_d):
+                best, best_d = (a, None), lengths[a]
+            for b in rows[lo]:
+                d = lengths[a] - lengths[b]
+                if 0 < d < gap and abs(gap - 2 * d) < abs(gap - 2 * best_d):
+                    best, best_d = (a, b), d
+        if best is None:
+            return
+        a, b = best
+        rows[hi].remove(a)
+        rows[lo].append(a)
+        if b is not None:
+            rows[lo].remove(b)
+            rows[hi].append(b)
 
 
 def split_rows(rows: list[list[int]], parts: int) -> list[list[list[int]]]:

@@ -112,12 +112,13 @@ def save_checkpoint(output_dir: str | Path, step: int, model: nn.Module, optimiz
 
 
 def _fsync_tree(path: Path) -> None:
-    for p in path.rglob("*"):
+    """Flush the files written here to disk (DCP already syncs its own shard files)."""
+    for p in path.iterdir():
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
-    for d in [path, *(p for p in path.rglob("*") if p.is_dir())]:
-        _fsync_dir(d)
+    _fsync_dir(path / "state")
+    _fsync_dir(path)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -293,6 +293,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
                f"micro_batch={micro} accum={accum} packing={cfg.data.packing} workers={workers} "
                f"weights={cfg.weights_dtype} compute={str(compute or torch.float32).removeprefix('torch.')} "
                f"guard checked {guarded} batches" + resumed_note)
+    fb.message("data: " + ", ".join(f"{src.name} {len(src)} records (weight {w:g})"
+                                    for src, w in zip(sources, weights, strict=True)))
     params = [p for p in model.parameters() if p.requires_grad]
     window: dict[str, float] = dict.fromkeys(("loss", "steps", "tokens", "time", "wait", "non_pad", "n_mb"), 0.0)
     losses: list[float] = []
@@ -355,6 +357,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
                     "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
                     "non_pad_fraction": window["non_pad"] / max(window["n_mb"], 1),
                     "data_wait_fraction": window["wait"] / max(window["time"], 1e-9),
+                    "step_time_s": window["time"] / window["steps"],
                     "grad_norm": float(grad_norm), "order": unit["order"], "records": records,
                     "skipped": n_skipped, "skip_rate": n_skipped / max(records, 1),
                     **{f"skipped_{r}": v for r, v in skipped.items()},
