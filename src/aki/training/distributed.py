@@ -68,14 +68,16 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     return list(layers)
 
 
-def shard_model(model: nn.Module, mp_dtype: torch.dtype | None = None) -> nn.Module:
+def shard_model(model: nn.Module, mp_dtype: torch.dtype | None = None,
+                reduce_dtype: torch.dtype | None = None) -> nn.Module:
     """FSDP2: each decoder layer and the resampler their own unit, then the root (vision tower,
-    embeddings, head). ``mp_dtype`` sets bf16 parameters/compute with fp32 gradient reduction."""
+    embeddings, head). ``mp_dtype``: the dtype parameters are all-gathered and computed in (bf16
+    over fp32 master weights); ``reduce_dtype``: the dtype gradients are reduced in (fp32)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     kwargs = {}
-    if mp_dtype is not None:
-        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32)
+    if mp_dtype is not None or reduce_dtype is not None:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=reduce_dtype)
     for layer in decoder_layers(model):
         fully_shard(layer, **kwargs)
     if hasattr(model, "resampler"):
@@ -154,7 +156,9 @@ def sharded_from_full(config: Any, full_state: dict[str, torch.Tensor] | None, i
         model = AkiForConditionalGeneration._from_config(config, dtype=dtype, **kwargs)
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    shard_model(model, mp_dtype)
+    # gradients are reduced in fp32 whenever parameters or compute are narrower
+    reduce = torch.float32 if (mp_dtype is not None or dtype != torch.float32) else None
+    shard_model(model, mp_dtype, reduce)
     model.to_empty(device=info.device)
     with torch.no_grad():
         for name, b in model.named_buffers():
