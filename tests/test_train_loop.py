@@ -241,8 +241,14 @@ def test_init_from_vision_and_llm_components(synth, tmp_path):
     AutoModel.from_config(AutoConfig.for_model(**vis_cfg)).save_pretrained(tmp_path / "vision")
     text = tiny_text_config("llama", len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                             pad_token_id=tok.pad_token_id)
-    AutoModelForCausalLM.from_config(AutoConfig.for_model(**text)).save_pretrained(tmp_path / "llm")
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**text)).to(torch.bfloat16).save_pretrained(tmp_path / "llm")
     tok.save_pretrained(tmp_path / "llm")
     out = train(pt_cfg(synth, tmp_path / "run", max_steps=2, batch_size=2,
                        init={"vision": str(tmp_path / "vision"), "llm": str(tmp_path / "llm")}))
     assert out["steps"] == 2 and (tmp_path / "run" / "final" / "processor_config.json").exists()
+    # one honest dtype: the components were saved in bf16, the run trains and saves fp32 weights
+    from aki.model import AkiForConditionalGeneration
+
+    final = AkiForConditionalGeneration.from_pretrained(tmp_path / "run" / "final")
+    assert {p.dtype for p in final.parameters()} == {torch.float32}
+    assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["dtype"] == "float32"
