@@ -1,8 +1,15 @@
-"""AKI: multimodal LLMs with modality-mutual attention."""
+"""AKI: multimodal LLMs with modality-mutual attention.
+
+``import aki`` registers the ``aki`` model type with transformers' ``AutoConfig`` and
+``AutoModelForImageTextToText`` (so it imports torch and transformers): a saved aki folder then
+loads through the Auto classes.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import aki.model  # noqa: F401  (registers the Auto classes)
 
 if TYPE_CHECKING:
     from aki.model import AkiConfig, AkiForConditionalGeneration
@@ -16,7 +23,6 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import aki` stays cheap (no torch/transformers) until a model class is asked for.
     if name in _LAZY:
         import importlib
 

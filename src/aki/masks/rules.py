@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -86,6 +86,14 @@ def as_fraction(unlock_fraction: float) -> Fraction:
 # ------------------------------------------------------------------------------------ the rule
 
 
+def _sequential(layout: TokenLayout, **_) -> torch.Tensor:
+    return sequential_positions(layout)
+
+
+def _never(**_) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Rule:
     """An attention rule: name, description, options, mask functions, position ids.
@@ -99,12 +107,17 @@ class Rule:
     description: str
     overlays: Callable[..., Overlays]
     options: tuple[RuleOption, ...] = ()
-    positions: Callable[..., torch.Tensor] = field(default=lambda layout, **_: sequential_positions(layout))
-    causal_when: Callable[..., bool] = field(default=lambda **_: False)
+    positions: Callable[..., torch.Tensor] = _sequential
+    causal_when: Callable[..., bool] = _never
 
     @property
     def option_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.options)
+
+    @property
+    def has_sequential_positions(self) -> bool:
+        """Whether the position ids are 0, 1, 2, ... over real tokens (every rule but CCA)."""
+        return self.positions is _sequential
 
     def check_options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Validated, normalised options (None values dropped, as "use the default").
