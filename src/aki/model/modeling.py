@@ -84,14 +84,14 @@ def _decode_with_sdpa_on_cpu(text_config, device: torch.device, enabled: bool):
         text_config._attn_implementation = "flex_attention"
 
 
-def _reads_prompt(past_key_values) -> bool:
+def _reads_prompt(past_key_values, segments) -> bool:
     """Whether this forward starts the sequence (no cache, or an empty one)."""
-    if past_key_values is None:
+    if past_key_values is None or not past_key_values.is_initialized:
         return True
-    if not past_key_values.is_initialized:
-        return True
-    if past_key_values.is_compileable:  # a static cache's length is a tensor: reading it would sync
-        return False
+    if past_key_values.is_compileable:
+        # A static cache's length is a tensor (reading it syncs): read it only for a prompt
+        # (segments given) on a cache initialised ahead of its first update.
+        return segments is not None and int(past_key_values.get_seq_length()) == 0
     return past_key_values.get_seq_length() == 0
 
 
@@ -278,7 +278,7 @@ class AkiForConditionalGeneration(AkiGenerationMixin, AkiPreTrainedModel):
         """
         if input_ids is None:
             raise ValueError("AkiForConditionalGeneration needs input_ids (image positions are read from them).")
-        reads_prompt = _reads_prompt(past_key_values)
+        reads_prompt = _reads_prompt(past_key_values, segments)
         image_features = None
         if mm_encoder_outputs and mm_encoder_outputs.get("image") is not None:
             if pixel_values is not None:
