@@ -325,13 +325,14 @@ class AkiForConditionalGeneration(AkiGenerationMixin, AkiPreTrainedModel):
             logits = head(hidden[:, keep, :])
             if softcap is not None:
                 logits = torch.tanh(logits / softcap) * softcap
-        return CausalLMOutputWithPast(
+        output = CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             past_key_values=out.past_key_values,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
+        return output if return_dict is not False else output.to_tuple()
 
     def _prompt_mask_and_positions(self, input_ids, attention_mask, segments, document_ids, position_ids,
                                    past_key_values, dtype, rule, options):
