@@ -67,21 +67,27 @@ def _head_with_bias(head: nn.Linear) -> nn.Linear:
 
 
 @contextmanager
-def _decode_with_sdpa_on_cpu(text_config, device: torch.device, enabled: bool):
-    """Cached steps run SDPA instead of flex attention on CPU.
+def _cpu_flex_workarounds(text_config, device: torch.device, reads_prompt: bool):
+    """Two torch 2.13 CPU limitations of compiled flex attention, worked around exactly.
 
-    Compiled flex attention fails to build for a single query row against a padded cache on CPU
-    (torch 2.13; the bare LLM's own ``generate`` fails the same way). Cached steps are causal and
-    the KV cache is the same for every implementation, so switching is exact.
+    - Cached steps run SDPA instead: a single query row against a padded cache fails to build
+      (the bare LLM's own ``generate`` fails the same way). Cached steps are causal and the KV
+      cache is the same for every implementation, so switching is exact.
+    - Prompts are compiled for static shapes: after a recompile for dynamic shapes, inductor's
+      CPU flex kernel with a mask that reads tensors fails to build ("cur_kvSplitSize4 was not
+      declared"; reproducible with ``torch.compile(flex_attention)`` alone).
     """
-    if not enabled or device.type != "cpu" or text_config._attn_implementation != "flex_attention":
+    if device.type != "cpu" or text_config._attn_implementation != "flex_attention":
         yield
-        return
-    text_config._attn_implementation = "sdpa"
-    try:
-        yield
-    finally:
-        text_config._attn_implementation = "flex_attention"
+    elif reads_prompt:
+        with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+            yield
+    else:
+        text_config._attn_implementation = "sdpa"
+        try:
+            yield
+        finally:
+            text_config._attn_implementation = "flex_attention"
 
 
 def _reads_prompt(past_key_values, segments) -> bool:
@@ -302,7 +308,7 @@ class AkiForConditionalGeneration(AkiGenerationMixin, AkiPreTrainedModel):
             if position_ids is None:
                 position_ids = self._continued_positions(input_ids, attention_mask, past_key_values, rule)
 
-        with _decode_with_sdpa_on_cpu(text_config, inputs_embeds.device, enabled=not reads_prompt):
+        with _cpu_flex_workarounds(text_config, inputs_embeds.device, reads_prompt):
             out = self.get_decoder()(
                 inputs_embeds=inputs_embeds,
                 attention_mask=mask,
