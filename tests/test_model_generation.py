@@ -192,3 +192,15 @@ def test_causal_rules_prefill_in_chunks():
     batch = make_batch(cfg, LAYOUTS, seed=2)
     whole = model.generate(**batch, max_new_tokens=NEW)
     assert torch.equal(model.generate(**batch, max_new_tokens=NEW, prefill_chunk_size=7), whole)
+
+
+def test_the_image_token_is_never_generated():
+    cfg = tiny_config("llama", "mma")
+    model = build_seeded(cfg, 0)
+    batch = make_batch(cfg, LAYOUTS[:2], seed=2)
+    with torch.no_grad():  # point <image>'s head row at the last prompt state: its logit wins
+        last = model(**batch, output_hidden_states=True).hidden_states[-1][:, -1]
+        model.language_model.lm_head.weight[cfg.image_token_id] = 100 * last.mean(0)
+        assert (model(**batch).logits[:, -1].argmax(-1) == cfg.image_token_id).all()
+    out = model.generate(**batch, max_new_tokens=NEW, suppress_tokens=[])
+    assert not (out[:, -NEW:] == cfg.image_token_id).any()

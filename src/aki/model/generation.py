@@ -10,6 +10,7 @@ As PaliGemma's ``token_type_ids`` do, ``segments`` ride along in ``model_kwargs`
   replaced by the 2D mask so ``forward`` builds the rule's mask at the cache's size.
 - ``_update_model_kwargs_for_generation``: generated tokens are ANSWER, so a recompute builds
   exactly the mask the cached prefill + causal decode used.
+- ``_prepare_generation_config``: ``<image>`` is always suppressed.
 
 Images are encoded once before the prefill by ``generate`` itself (``forward`` takes
 ``mm_encoder_outputs``), and transformers expands the encoded images *per sample* for beam search
@@ -45,6 +46,14 @@ def generation_config_for(processor, **overrides) -> GenerationConfig:
 
 class AkiGenerationMixin(GenerationMixin):
     """The generation hooks of :class:`~aki.model.AkiForConditionalGeneration`."""
+
+    def _prepare_generation_config(self, generation_config, **kwargs):
+        # <image> is never generated, whatever the config says: it has no image behind it.
+        generation_config, model_kwargs = super()._prepare_generation_config(generation_config, **kwargs)
+        suppress = list(generation_config.suppress_tokens or [])
+        if self.config.image_token_id not in suppress:
+            generation_config.suppress_tokens = [*suppress, self.config.image_token_id]
+        return generation_config, model_kwargs
 
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         input_ids = model_kwargs.get("input_ids", inputs_tensor)

@@ -117,8 +117,6 @@ class AkiForConditionalGeneration(AkiGenerationMixin, AkiPreTrainedModel):
         self.post_init()
         if config.freeze_vision:
             self.vision_tower.requires_grad_(False)
-        if self.generation_config is not None and not self.generation_config.suppress_tokens:
-            self.generation_config.suppress_tokens = [config.image_token_id]  # never generate <image>
 
     # ------------------------------------------------------------------ plumbing
     def get_input_embeddings(self) -> nn.Module:
