@@ -47,7 +47,7 @@ from aki.masks import (
     render_mask,
     token_layout,
 )
-from aki.model.masking import prompt_attention_mask, rule_mask_function
+from aki.model.masking import decoder_mask_function, prompt_attention_mask
 
 SYSTEM, IMAGE_TOKENS = 24, 144
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             for impl in ("sdpa", "eager"):
                 row(f"model mask {spec} ({impl})", L, partial(model_mask, rule, options, impl, layout, L),
                     args.repeats, base)
-        mma_fn, padding = rule_mask_function(get_rule("mma"), {}, layout), layout.valid
+        mma_fn, padding = decoder_mask_function(get_rule("mma"), {}, layout), layout.valid
         or_mask, _ = get_rule("mma").mask_functions(layout)
         row("mma via create_causal_mask (vmap)", L,
             partial(via_create_causal_mask, torch.empty(B, L, 0), padding, or_mask), args.repeats, base)

@@ -68,7 +68,7 @@ def key_length(text_config, past_key_values, q_length: int) -> int:
     return max(lengths)
 
 
-def rule_mask_function(rule: Rule, options: dict, layout: TokenLayout,
+def decoder_mask_function(rule: Rule, options: dict, layout: TokenLayout,
                        document_ids: torch.Tensor | None = None) -> MaskMod:
     """``(causal | or) & and & same_document``: the rule without padding (that is the 2D mask's)."""
     or_mask, and_mask = rule.mask_functions(layout, **options)
@@ -94,7 +94,7 @@ def prompt_attention_mask(text_config, rule: Rule, options: dict, layout: TokenL
     """
     implementation = text_config._attn_implementation or "sdpa"
     refuse_flash(rule, options, implementation)
-    fn = rule_mask_function(rule, options, layout, document_ids)
+    fn = decoder_mask_function(rule, options, layout, document_ids)
     B = layout.segments.shape[0]
     device = layout.segments.device
 
@@ -118,4 +118,4 @@ def prompt_attention_mask(text_config, rule: Rule, options: dict, layout: TokenL
     return masks
 
 
-__all__ = ["is_flash", "key_length", "mask_sizes", "prompt_attention_mask", "refuse_flash", "rule_mask_function"]
+__all__ = ["decoder_mask_function", "is_flash", "key_length", "mask_sizes", "prompt_attention_mask", "refuse_flash"]
