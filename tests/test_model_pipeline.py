@@ -28,7 +28,7 @@ def test_pipeline_answers_like_aki_generate(saved):
     pipe = pipeline("image-text-to-text", model=str(folder))
     assert type(pipe.model).__name__ == "AkiForConditionalGeneration"
     assert pipe.model.config.attention_rule == "mma"
-    answer = pipe(text=messages, max_new_tokens=6, do_sample=False)[0]["generated_text"][-1]["content"]
+    answer = pipe(text=messages, max_new_tokens=6, generate_kwargs={"do_sample": False})[0]["generated_text"][-1]["content"]
 
     prompt = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is the square?"}]}],
