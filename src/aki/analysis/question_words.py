@@ -181,41 +181,52 @@ def _word_spans(tokenizer, ids: Sequence[int], question_texts: Sequence[str]) ->
         pieces.append(text[len(prev):] if text.startswith(prev) else "")
         prev = text if text.startswith(prev) else prev
     full = "".join(pieces)
-    # characters of the user's own text: the last occurrence of each text part in the span
+    # characters of the user's own text: its text parts, found in order (the template's text follows)
     user = np.zeros(len(full) + 1, dtype=bool)
+    cursor = 0
     for part in question_texts:
         part = part.strip()
-        at = full.rfind(part) if part else -1
+        at = full.find(part, cursor) if part else -1
         if at >= 0:
             user[at : at + len(part)] = True
+            cursor = at + len(part)
     words: list[str] = []
     template: list[bool] = []
     index: list[int] = []
+    pending: list[int] = []  # whitespace tokens inside the user's text: they belong to the next word
     offset = 0
     prev_special = True
     prev_user: bool | None = None
-    for tid, piece in zip(ids, pieces, strict=True):
+    for k, (tid, piece) in enumerate(zip(ids, pieces, strict=True)):
         special = int(tid) in added
         stripped = piece.strip()
         is_user = bool(user[offset : offset + max(len(piece), 1)].any()) and not special
         offset += len(piece)
-        if not stripped:  # whitespace-only (or an incomplete byte): a template word of its own
-            if special:
-                words.append(piece)
-            else:
-                words.append("↵" if "\n" in piece else "␣")
-            template.append(not is_user)
-            index.append(len(words) - 1)
+        index.append(-1)
+        if not stripped and not special and is_user:
+            pending.append(k)
+            prev_special = True  # the next token starts a word
+            continue
+        if not stripped:  # template whitespace: a word of its own
+            words.append(piece if special else ("↵" if "\n" in piece else "␣"))
+            template.append(True)
+            index[k] = len(words) - 1
             prev_special, prev_user = True, None
             continue
-        starts = special or prev_special or piece[:1].isspace() or is_user != prev_user
-        if starts:
+        if special or prev_special or piece[:1].isspace() or is_user != prev_user:
             words.append(stripped)
             template.append(special or not is_user)
         else:
             words[-1] += piece
-        index.append(len(words) - 1)
+        index[k] = len(words) - 1
+        for j in pending:
+            index[j] = index[k]
+        pending.clear()
         prev_special, prev_user = special, is_user
+    for j in pending:  # trailing whitespace of the user's text: the last word
+        index[j] = max(len(words) - 1, 0)
+    if not words:
+        words, template = ["␣"], [True]
     return words, template, index
 
 
