@@ -13,6 +13,7 @@ import base64
 import http.server
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -392,3 +393,60 @@ def test_malformed_http_gets_a_json_error(case, servers, client):
     body = json.loads(err.value.read())
     assert body["error"]["code"] == code and body["error"]["message"], body
     assert client.chat.completions.create(model=NAME, messages=ask("hi"), max_tokens=1).choices
+
+
+# ---------------------------------------------------------------------------------- evaluation toolkits
+
+TOOLKIT_CLIENT = r'''
+import json, sys
+from PIL import Image
+url, key, name, image_path, question = sys.argv[1:6]
+out = {}
+from vlmeval.api.lmdeploy import LMDeployAPI  # what `vlmeval/run.py --base-url` builds
+from vlmeval.smp import encode_image_to_base64
+vlm = LMDeployAPI(model=name, api_base=url + "/chat/completions", key=key, max_tokens=8, temperature=0, retry=1,
+                  wait=0, verbose=False, timeout=60)
+out["vlmeval"] = vlm.generate([dict(type="image", value=image_path), dict(type="text", value=question)])
+out["vlmeval_failed"] = out["vlmeval"] == vlm.fail_msg
+out["vlmeval_url"] = "data:image/jpeg;base64," + encode_image_to_base64(Image.open(image_path))
+from lmms_eval.api.instance import Instance
+from lmms_eval.models.chat.openai import OpenAICompatible  # `lmms_eval --model openai`
+lm = OpenAICompatible(model_version=name, base_url=url, api_key=key, num_concurrent=2, max_retries=1, timeout=60)
+lm.task_dict = {"demo": {"test": {0: {"image": Image.open(image_path), "question": question}}}}
+def to_messages(doc):
+    return [{"role": "user", "content": [{"type": "image", "url": doc["image"]}, {"type": "text", "text": doc["question"]}]}]
+request = Instance(request_type="generate_until", idx=0, metadata={"task": "demo", "doc_id": 0, "repeats": 1},
+                   arguments=("", to_messages, {"max_new_tokens": 8, "temperature": 0}, 0, "demo", "test"))
+result = lm.generate_until([request])[0]
+out["lmms_eval"] = result.text
+out["lmms_eval_tokens"] = [result.token_counts.input_tokens, result.token_counts.output_tokens]
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_vlmevalkit_and_lmms_eval_openai_clients(servers, client, tmp_path):
+    """VLMEvalKit's API wrapper (`run.py --base-url`) and lmms-eval's `openai` backend, run in the
+    toolkit environment against the server, get the answers the openai client gets."""
+    import subprocess
+    from pathlib import Path
+
+    python = Path(__file__).resolve().parents[1] / ".venv-toolkits" / "bin" / "python"
+    if not python.exists():
+        pytest.fail("the toolkit environment is missing: run `bash scripts/setup-toolkits.sh` (setup.sh --test runs it)")
+    image_path = tmp_path / "scene.png"
+    image_path.write_bytes(png("orange", (120, 100)))
+    question = "What is in the image?"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LMDEPLOY_"))}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", HF_HOME=str(tmp_path / "hf"))
+    run = subprocess.run([str(python), "-c", TOOLKIT_CLIENT, servers[0].url + "/v1", KEY, NAME, str(image_path),
+                          question], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert not out["vlmeval_failed"]
+    direct = client.chat.completions.create(model=NAME, messages=ask(question, out["vlmeval_url"]), max_tokens=8)
+    assert out["vlmeval"] == direct.choices[0].message.content.strip()  # VLMEvalKit strips answers
+    direct = client.chat.completions.create(model=NAME, messages=ask(question, data_url(image_path.read_bytes())),
+                                            max_tokens=8)
+    assert out["lmms_eval"] == direct.choices[0].message.content
+    assert out["lmms_eval_tokens"] == [direct.usage.prompt_tokens, direct.usage.completion_tokens]
