@@ -270,6 +270,22 @@ def test_remote_images_when_enabled_and_request_timeout(servers, tmp_path):
     assert relaxed.chat.completions.create(model=NAME, messages=ask("hi"), max_tokens=1).choices
 
 
+def test_a_client_that_leaves_stops_its_generation(servers, client):
+    main, _ = servers
+    before = health(main)
+    stream = client.chat.completions.create(model=NAME, messages=ask(LONG), max_tokens=300, stream=True)
+    next(iter(stream))  # the role chunk: the request is running
+    stream.close()
+    for _ in range(200):
+        info = health(main)
+        if info["generate_calls"] > before["generate_calls"] and info["queued"] == 0 and \
+                info["tokens_generated"] > before["tokens_generated"]:
+            break
+        time.sleep(0.05)
+    assert info["tokens_generated"] - before["tokens_generated"] < 300  # stopped early, not run to the end
+    assert client.chat.completions.create(model=NAME, messages=ask("hi"), max_tokens=1).choices
+
+
 # ---------------------------------------------------------------------------------- bad requests
 
 

@@ -46,7 +46,12 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         typer.secho(f"aki serve: warning: binding {host} without --api-key: anyone who can reach this machine "
                     "can use the model.", fg=typer.colors.YELLOW, err=True)
-    model, processor = load_model(model_dir, device=device, dtype=dtype)
+    sock = _bind(host, port)  # first: a busy port fails before a long model load
+    try:
+        model, processor = load_model(model_dir, device=device, dtype=dtype)
+    except BaseException:
+        sock.close()
+        raise
     engine = GenerationEngine(model, processor, max_batch_size=max_batch_size,
                               batch_window_s=batch_window_ms / 1000, max_queue=max_queue)
     settings = ServerSettings(
@@ -60,7 +65,6 @@ def serve(
         request_timeout_s=request_timeout,
     )
     app = create_app(engine, settings)
-    sock = _bind(host, port)
     typer.echo(f"aki serve: {settings.model_name!r} ({model.config.attention_rule}, {model.device}) on "
                f"http://{host}:{port}/v1 (batches of up to {max_batch_size}, {batch_window_ms:g} ms window)",
                err=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import queue
 import threading
@@ -104,6 +105,9 @@ class GenerationEngine:
         self.max_queue = int(max_queue)
         self.stats = EngineStats()
         self.generation_config = self._generation_config()
+        # the worker decodes with its own copy: a fast tokenizer must not be used from two threads
+        # at once, and the server encodes new requests while a batch runs
+        self._decoder = copy.deepcopy(processor.tokenizer)
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -211,8 +215,8 @@ class GenerationEngine:
         inputs = {k: v.to(device) for k, v in inputs.items()}
         prompt_length = int(inputs["input_ids"].shape[1])
         params = [r.params for r in batch]
-        tokenizer = self.processor.tokenizer
-        router = BatchRouter(rows, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        decoder = self._decoder
+        router = BatchRouter(rows, lambda ids: decoder.decode(ids, skip_special_tokens=True),
                              self.eos_token_ids, prompt_length)
         processors = LogitsProcessorList()
         if any(p.changes_logits for p in params):
@@ -221,11 +225,12 @@ class GenerationEngine:
         self.stats.rows_generated += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.last_batch_sizes = [*self.stats.last_batch_sizes[-31:], len(batch)]
+        config = copy.deepcopy(self.generation_config)
+        config.max_new_tokens = max(p.max_new_tokens for p in params)
         with torch.inference_mode():
             self.model.generate(
                 **inputs,
-                generation_config=self.generation_config,
-                max_new_tokens=max(p.max_new_tokens for p in params),
+                generation_config=config,
                 logits_processor=processors,
                 stopping_criteria=StoppingCriteriaList([router]),
             )

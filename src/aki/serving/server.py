@@ -413,7 +413,7 @@ def create_app(engine: GenerationEngine, settings: ServerSettings, *, manage_eng
         return server.models()
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest):
+    async def chat_completions(body: ChatCompletionRequest, http_request: Request):
         server.check_model(body)
         encoding, params = await run_in_threadpool(server.encode, body)
         loop = asyncio.get_running_loop()
@@ -429,15 +429,21 @@ def create_app(engine: GenerationEngine, settings: ServerSettings, *, manage_eng
         pieces: list[str] = []
         try:
             while True:
-                event = await asyncio.wait_for(request.events.get(), timeout=max(0.0, deadline - time.monotonic()))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _timeout_error(settings.request_timeout_s)
+                try:
+                    event = await asyncio.wait_for(request.events.get(), timeout=min(remaining, 1.0))
+                except TimeoutError:
+                    if await http_request.is_disconnected():  # nobody waits for this answer any more
+                        return JSONResponse(error_body("client disconnected", code="client_closed"), 499)
+                    continue
                 if event[0] == "text":
                     pieces.append(event[1])
                 elif event[0] == "error":
                     raise event[1]
                 else:
                     break
-        except TimeoutError:
-            raise _timeout_error(settings.request_timeout_s) from None
         finally:
             request.cancelled = True  # no-op when finished; frees the row when the client left or timed out
         row = request.row
