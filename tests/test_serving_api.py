@@ -349,6 +349,7 @@ BAD = {
     "empty user message": ({"messages": [{"role": "user", "content": []}]}, 400, "empty_message",
                            "messages[0].content"),
     "prompt too long": ({"messages": ask(_long_text())}, 400, "context_length_exceeded", "messages"),
+    "text far beyond the context": ({"messages": ask("a" * 60_000)}, 400, "context_length_exceeded", "messages"),
     "unknown model": ({"messages": ask("hi"), "model": "gpt-4o"}, 404, "model_not_found", "model"),
     "request over the body limit": ({"messages": ask("hi", data_url(png(size=(600, 600), noise=True)))}, 413,
                                     "request_too_large", None),

@@ -50,6 +50,9 @@ from aki.serving.protocol import ChatCompletionRequest
 
 log = logging.getLogger("aki.serving")
 
+MAX_CHARS_PER_TOKEN = 100
+"""A text this many times longer than the context (in tokens) cannot fit: refused untokenized."""
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -221,6 +224,12 @@ class ChatServer:
             raise bad_request(f"the request holds {n_images} images; this model reads at most "
                               f"{self.settings.max_images} per request (--max-images). Send fewer images.",
                               param="messages", code="too_many_images")
+        characters = sum(len(m.content) if isinstance(m.content, str) else
+                         sum(len(p.text) for p in m.content if p.type == "text") for m in body.messages)
+        if characters > MAX_CHARS_PER_TOKEN * self.prompt_limit:  # refused before spending time tokenizing it
+            raise bad_request(f"the messages hold {characters:,} characters, far more than the model's "
+                              f"{self.prompt_limit}-token context can take; shorten them.", param="messages",
+                              code="context_length_exceeded")
         messages, images = [], []
         for i, message in enumerate(body.messages):
             role = "system" if message.role == "developer" else message.role
@@ -258,7 +267,7 @@ class ChatServer:
             with self._encode_lock:
                 prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
                 encoding = self.processor(text=[prompt], images=[images] if images else None, return_tensors="pt")
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise bad_request(f"the messages cannot be encoded: {err}", param="messages",
                               code="invalid_messages") from None
         encoding = {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "segments",
