@@ -123,6 +123,9 @@ def test_demo_in_a_headless_browser(demo_model, picture, tmp_path, monkeypatch):
 
     from aki.serving.demo import launch
 
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 2**20
     port = _free_port()
     app = launch(demo_model, port=port, block=False, max_upload_mb=1)
     question = "What is left of the blue square?"
@@ -134,6 +137,12 @@ def test_demo_in_a_headless_browser(demo_model, picture, tmp_path, monkeypatch):
         browser.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(browser, 60)
         upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#aki-image input[type=file]")))
+        upload.send_keys(str(big))  # over --max-upload-mb: refused with a message, nothing loaded
+        wait.until(lambda _: "exceed the maximum allowed size" in browser.find_element(By.TAG_NAME, "body").text)
+        assert not browser.find_elements(By.CSS_SELECTOR, "#aki-image img")
+        for close in browser.find_elements(By.CSS_SELECTOR, ".toast-close"):  # dismiss the message
+            close.click()
+        upload = browser.find_element(By.CSS_SELECTOR, "#aki-image input[type=file]")
         upload.send_keys(str(picture))
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#aki-image img")))
         time.sleep(1.0)  # the upload's change event resets the chat; let it finish before asking
