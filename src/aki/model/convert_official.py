@@ -447,7 +447,7 @@ def convert_official_checkpoint(
                                   "pass vision=<SigLIP folder> to take the tower from there.")
         from transformers import AutoModel
 
-        from aki.processing.hub import resolve_pretrained
+        from aki.pretrained import resolve_pretrained
 
         tower = AutoModel.from_pretrained(resolve_pretrained(vision, "vision tower", fix="pass a local SigLIP folder"))
         tower = getattr(tower, "vision_model", tower)

@@ -28,7 +28,9 @@ PACK_SAMPLES = 4
 
 
 class ConfigError(ValueError):
-    """A config that cannot run (unknown key, bad value, wrong type)."""
+    """A config that cannot run (unknown key, bad value, wrong type). The CLI exits with status 2."""
+
+    exit_code = 2
 
 
 @dataclass
