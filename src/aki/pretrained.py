@@ -156,7 +156,8 @@ def _describe_non_model(folder: Path) -> str | None:
     return None
 
 
-def check_model_folder(name: str | os.PathLike, *, key: str | None = None, what: str = "model") -> str:
+def check_model_folder(name: str | os.PathLike, *, key: str | None = None, what: str = "model",
+                       hub_kwargs: Mapping[str, Any] | None = None) -> str:
     """The folder of a saved aki model (``save_pretrained`` format), checked; or a hub id.
 
     A training run's ``output_dir`` stands for its ``final/``. Refused, each with one message that
@@ -164,10 +165,10 @@ def check_model_folder(name: str | os.PathLike, *, key: str | None = None, what:
     that does not exist, a file, a data folder, an unfinished run, a folder without
     ``config.json``, an unreadable or non-aki ``config.json``, missing or damaged weights. A hub
     id goes through :func:`resolve_pretrained` (fast offline failure), and its cached folder is
-    checked like a local one.
+    checked like a local one (``hub_kwargs``: ``local_files_only``, ``cache_dir``, ``revision``).
     """
     fix = f"fix {key}, or {MAKE_ONE}" if key else MAKE_ONE
-    resolved = resolve_pretrained(name, what, fix=fix, key=key)
+    resolved = resolve_pretrained(name, what, hub_kwargs, fix=fix, key=key)
     folder = Path(resolved)
     if not folder.is_dir():  # a hub id the hub will serve
         return resolved
@@ -197,6 +198,8 @@ def check_model_folder(name: str | os.PathLike, *, key: str | None = None, what:
             raise DamagedFileError(f"{str(index)!r} is not a valid weight index ({err}); copy or export the "
                                    "model again.") from None
         files = [folder / s for s in shards]
+    elif (folder / "pytorch_model.bin").is_file() or (folder / "pytorch_model.bin.index.json").is_file():
+        files = []  # torch pickles (save_pretrained(safe_serialization=False)): transformers checks them
     else:
         files = [folder / WEIGHTS]
     for file in files:
