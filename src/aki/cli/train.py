@@ -36,9 +36,6 @@ def train_command(
     """Train one stage (PT or SFT) from a YAML config; writes metrics.jsonl, checkpoints and final/."""
     from aki.training import ConfigError, load_config, train
 
-    if not config.is_file():
-        raise ConfigError(f"config file {str(config)!r} {'is a folder' if config.is_dir() else 'does not exist'}; "
-                          "pass a YAML training config (examples in configs/).")
     if resume and resume_or_start:
         raise ConfigError("--resume and --resume-or-start: pass one (--resume-or-start also resumes).")
     cfg = load_config(config, set_ or [])
