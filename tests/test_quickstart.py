@@ -50,7 +50,8 @@ def test_chat_answers_about_an_image(quick_run):
     image = sorted((out / "data" / "test" / "images").glob("*.png"))[0]
     result = CliRunner().invoke(app, ["chat", str(out / "seed0" / "mma" / "final"), "--image", str(image),
                                       "How many circles are there?", "--max-new-tokens", "4"])
-    assert result.exit_code == 0, result.output
+    # a 3-step model may answer with whitespace only: chat then says so and exits 1 (issue 13)
+    assert result.exit_code == 0 or "the model produced no answer" in result.stderr, result.output
 
 
 def test_chat_names_a_missing_model_dir(tmp_path):

@@ -94,7 +94,9 @@ def chat(
     if not new or new[0] in processor.eos_token_ids:
         why = "it ended the answer at once (its first token was end-of-sequence)"
     else:
-        why = f"its {len(new)} new token(s) decode to {processor.tokenizer.decode(new)!r} (special tokens only)"
+        shown = processor.tokenizer.decode(new, skip_special_tokens=True)
+        kind = "whitespace only" if shown else "special tokens only"
+        why = f"its {len(new)} new token(s) are {kind} ({processor.tokenizer.decode(new)!r})"
     raise RuntimeError(f"the model produced no answer: {why}; the model may be undertrained, or try sampling "
                        "(--temperature 0.7) or another question.")
 
