@@ -267,3 +267,18 @@ def test_unknown_tower_is_refused(release):
     with pytest.raises(ConversionError, match=r"vision_encoder_path='someone/other-siglip'.*--vision-config"):
         find_vision_config(release["src"], config, release["sd"])
     assert find_vision_config(release["src"], config, release["sd"], release["vision"])["num_attention_heads"] == 2
+
+
+def test_converted_model_stops_at_the_release_end_of_turn(converted):
+    """generate() on a converted folder stops where the release's chat turns end, pads with <pad>."""
+    from transformers import GenerationConfig
+
+    dst, model = converted
+    from aki.processing import AkiProcessor
+
+    saved = GenerationConfig.from_pretrained(dst)
+
+    processor = AkiProcessor.from_pretrained(dst)
+    assert set(processor.eos_token_ids) <= set(saved.eos_token_id)
+    assert saved.pad_token_id == 32011
+    assert processor.image_token_id in model.generation_config.suppress_tokens

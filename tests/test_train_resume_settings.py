@@ -95,6 +95,7 @@ def test_issue_case_rule_and_lr_change_is_refused_with_every_difference(run):
     ("stage=pt", "stage: sft -> pt"),
     ("warmup_steps=0", "warmup_steps: 1 -> 0"),
     ("data.augment=false", "data.augment: true -> false"),
+    ("rule_options.unlock_fraction=0.5", 'rule_options: {} -> {"unlock_fraction": 0.5}'),
 ])
 def test_settings_that_change_the_run_are_refused(run, override, shown):
     out, config = run
@@ -119,6 +120,17 @@ def test_dot_order_refuses_a_new_max_steps():
                            "data": {"sources": [{"path": "x"}]}})
     refused, applied = compare(saved, cfg)
     assert any("max_steps" in r and "half" in r for r in refused) and not applied
+
+
+def test_a_config_saved_before_rule_options_compares_equal():
+    cfg = load_config(raw={"init": {"tiny": "llama"}, "stage": "sft", "data": {"sources": [{"path": "x"}]}})
+    saved = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    saved.pop("rule_options")
+    saved["unlock_fraction"] = None
+    assert compare(saved, cfg) == ([], [])
+    saved["unlock_fraction"] = 0.3
+    refused, _ = compare(saved, cfg)
+    assert refused == ['rule_options: {"unlock_fraction": 0.3} -> {}']
 
 
 def test_allowed_changes_are_applied_and_printed(run, tmp_path):

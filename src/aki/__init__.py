@@ -1,4 +1,9 @@
-"""AKI: multimodal LLMs with modality-mutual attention."""
+"""AKI: multimodal LLMs with modality-mutual attention.
+
+``import aki`` registers the ``aki`` model type with transformers' ``AutoConfig``,
+``AutoModelForImageTextToText`` and ``AutoProcessor`` (so it imports torch and transformers): a
+saved aki folder then loads through the Auto classes.
+"""
 
 from __future__ import annotations
 

@@ -28,10 +28,10 @@ def attention_by_segment(model, processor, images: Sequence, questions: Sequence
     """``{"text"|"image"|"query": [mass per layer]}``: mean share of an image token's attention
     (over heads, image tokens and samples) that lands on keys of each kind."""
     batch = processor(text=_prompts(processor, questions), images=[[im] for im in images], return_tensors="pt")
-    impl = model.language_model.config._attn_implementation
+    impl = model.attn_implementation
     model.language_model.set_attn_implementation("eager")  # only eager returns attention weights
     try:
-        out = model(**batch, output_attentions=True)
+        out = model(**batch, output_attentions=True)  # the prompt is read under the model's rule
     finally:
         model.language_model.set_attn_implementation(impl)
     seg = batch["segments"]

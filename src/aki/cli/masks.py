@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 LETTERS = {"P": -1, "T": 0, "I": 1, "Q": 2, "A": 3}
-DEFAULT_LAYOUT = "TT IIII QQQ AA T IIII QQ AA"
+DEFAULT_LAYOUT = "TT IIII QQQ AA T IIII QQ AA"  # 4-token images: CCA on 2 x 2
 
 
 def parse_layout(layout: str):
@@ -23,23 +23,48 @@ def parse_layout(layout: str):
     return torch.tensor([[LETTERS[c] for c in chars]])
 
 
+def parse_options(items: list[str] | None) -> dict:
+    """``["unlock_fraction=0.5", "grid=[2, 2]"]`` -> ``{"unlock_fraction": 0.5, "grid": [2, 2]}``."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--option expects KEY=VALUE (e.g. unlock_fraction=0.5); got {item!r}.")
+        out[key.strip()] = yaml.safe_load(text)
+    return out
+
+
 def show(
     rule: list[str] = typer.Option(None, "--rule", "-r", help="rule(s) to show; default: all"),
     layout: str = typer.Option(DEFAULT_LAYOUT, help="token layout: P pad, T text, I image, Q query, A answer"),
-    unlock_fraction: float = typer.Option(None, help="partial MMA (rule mma only)"),
+    option: list[str] = typer.Option(
+        None, "--option", "-o",
+        help="rule option KEY=VALUE, given to every shown rule that takes it (e.g. unlock_fraction=0.5, grid=[2,2])",
+    ),
     plot: Path = typer.Option(None, help="write a PNG with one panel per rule"),
 ) -> None:
     """Print each rule's mask on a layout (# = may attend) and check it for leaks."""
-    from aki.masks import RULE_NAMES, Segment, build_attention_mask, find_leaks
+    from aki.masks import RULE_NAMES, Segment, build_attention_mask, find_leaks, get_rule
 
     segments = parse_layout(layout)
     rules = rule or list(RULE_NAMES)
+    for name in rules:
+        try:
+            get_rule(name)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+    options = parse_options(option)
+    takers = {k for name in rules for k in get_rule(name).option_names}
+    unused = sorted(set(options) - takers)
+    if unused:
+        raise typer.BadParameter(f"no shown rule takes option(s) {unused}; "
+                                 + "; ".join(f"{n}: {list(get_rule(n).option_names) or 'none'}" for n in rules))
     letters = "".join(k for c in segments[0].tolist() for k, v in LETTERS.items() if v == c)
     masks = {}
     for name in rules:
-        opts = {"unlock_fraction": unlock_fraction} if name == "mma" else {}
-        if name == "cca":
-            opts = {"grid": (2, 2)} if layout.upper().count("IIII") else {}
+        opts = {k: v for k, v in options.items() if k in get_rule(name).option_names}
         try:
             mask = build_attention_mask(segments, name, **opts)
         except ValueError as err:

@@ -67,7 +67,7 @@ def ensure_data(s: ExperimentSettings) -> Path:
 
 
 def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir: Path, order: str, rule: str,
-                  seed: int, unlock_fraction: float | None = None):
+                  seed: int, rule_options: dict | None = None):
     from aki.training.config import DataConfig, DataSource, ModelInit, TrainConfig
 
     d = s.data_path / "train"
@@ -89,7 +89,7 @@ def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir:
         warmup_steps=s.warmup_steps,
         weight_decay=1e-2 if stage == "pt" else 1e-4,
         attention_rule=rule,
-        unlock_fraction=unlock_fraction,
+        rule_options=dict(rule_options or {}),
         order=order,
         batch_size=s.batch_size,
         max_length=s.pt_max_length if stage == "pt" else s.sft_max_length,
@@ -188,7 +188,7 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
             _say(f"[{k}/{n_steps}] seed {seed}: instruction tuning, mode {m.name} ({m.label}) -> {run_dir}")
             run_stage(_stage_config(s, stage="sft", init_dir=_final(root / m.pt_key), out_dir=run_dir,
                                     order=m.sft_order, rule=m.sft_rule, seed=seed,
-                                    unlock_fraction=m.unlock_fraction))
+                                    rule_options=m.sft_rule_options))
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: evaluating {m.name}")
             results[m.name][seed] = evaluate_run(s, run_dir, m)

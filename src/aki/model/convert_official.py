@@ -477,6 +477,11 @@ def convert_official_checkpoint(
                               f"unexpected {result.unexpected_keys[:8]}")
     if dtype is not None:
         model = model.to(dtype)
+    if processor is not None:
+        # stop at the family's end of turn (the release's <|endoftext|> / <|end|>), pad with <pad>
+        from aki.model.generation import generation_config_for
+
+        model.generation_config = generation_config_for(processor)
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dst)
     if processor is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from aki.masks import RULE_NAMES
+from aki.masks import RULE_NAMES, get_rule
 
 STAGES = ("pt", "sft")
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-pure")
@@ -101,7 +101,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     attention_rule: str | None = None
-    unlock_fraction: float | None = None
+    rule_options: dict[str, Any] = field(default_factory=dict)
     order: str = "I&T"
     batch_size: int = 192
     micro_batch_size: int | None = None
@@ -164,8 +164,11 @@ class TrainConfig:
 
         need(self.stage in STAGES, f"stage must be one of {STAGES}; got {self.stage!r}")
         need(self.rule in RULE_NAMES, f"attention_rule must be one of {RULE_NAMES}; got {self.rule!r}")
-        need(self.unlock_fraction is None or (self.rule == "mma" and 0 <= self.unlock_fraction <= 1),
-             "unlock_fraction must be in [0, 1] and needs attention_rule: mma")
+        if self.rule in RULE_NAMES:
+            try:
+                get_rule(self.rule).check_options(self.rule_options)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"rule_options: {err}") from None
         need(self.order in ORDERS, f"order must be one of {ORDERS}; got {self.order!r}")
         need(self.data.turns in TURN_MODES, f"data.turns must be one of {TURN_MODES}; got {self.data.turns!r}")
         need(self.loss_on in LOSS_ON, f"loss_on must be one of {LOSS_ON}; got {self.loss_on!r}")

@@ -121,7 +121,7 @@ def load_processor(cfg: TrainConfig) -> tuple[Any | None, str]:
         from transformers import AutoConfig, AutoTokenizer
 
         from aki.pretrained import resolve_pretrained
-        from aki.processing import AkiImageProcessor, add_aki_tokens
+        from aki.processing import add_aki_tokens, siglip_image_processor
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(init.llm, "language model", key="init.llm"))
         add_aki_tokens(tokenizer)
@@ -129,7 +129,7 @@ def load_processor(cfg: TrainConfig) -> tuple[Any | None, str]:
         vision = getattr(vision, "vision_config", None) or vision
         from aki.model import AkiResamplerConfig
 
-        return AkiProcessor(image_processor=AkiImageProcessor(size=int(getattr(vision, "image_size", 384))),
+        return AkiProcessor(image_processor=siglip_image_processor(int(getattr(vision, "image_size", 384))),
                             tokenizer=tokenizer, num_image_tokens=AkiResamplerConfig().num_latents), ""
     except (OSError, ValueError, FileNotFoundError) as err:
         return None, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"

@@ -40,7 +40,7 @@ SECTIONS = ("init", "data")
 """Config sections compared key by key (``init.llm``, ``data.sources``); other values whole."""
 
 FIXED = frozenset({
-    "stage", "seed", "attention_rule", "unlock_fraction", "order", "batch_size", "max_length", "loss_on",
+    "stage", "seed", "attention_rule", "rule_options", "order", "batch_size", "max_length", "loss_on",
     "caption_segment", "freeze_vision", "precision", "lr", "min_lr", "warmup_steps", "weight_decay", "betas",
     "grad_clip",
     "init.tiny", "init.from_dir", "init.vision", "init.llm", "init.seed", "init.dtype",
@@ -60,6 +60,10 @@ def flatten(cfg: dict[str, Any]) -> dict[str, Any]:
     """``{"init": {"llm": x}, "lr": y}`` -> ``{"init.llm": x, "lr": y}`` (JSON-normalised values,
     so a YAML list equals a tuple; the attention rule is the effective one)."""
     out: dict[str, Any] = {}
+    cfg = dict(cfg)
+    if "unlock_fraction" in cfg and "rule_options" not in cfg:  # written before rule_options existed
+        fraction = cfg.pop("unlock_fraction")
+        cfg["rule_options"] = {} if fraction is None else {"unlock_fraction": fraction}
     for key, value in cfg.items():
         if key in SECTIONS and isinstance(value, dict):
             out.update({f"{key}.{k}": v for k, v in value.items()})

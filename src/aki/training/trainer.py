@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
-from aki.data.batching import IGNORE_INDEX, count_trained, non_pad_fraction
+from aki.data.batching import count_trained, non_pad_fraction
 from aki.data.loader import (
     DataCounters,
     SkipRateError,
@@ -78,7 +77,7 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
     configured with this stage's attention rule and vision freezing."""
     init = cfg.init
     if init.tiny:
-        from aki.testing import tiny_model
+        from aki.model.presets import tiny_model
 
         model, processor = tiny_model(init.tiny, rule=cfg.rule, seed=init.seed)
     elif init.from_dir:
@@ -91,8 +90,7 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
         processor = AkiProcessor.from_pretrained(d)
     else:
         model, processor = _from_components(cfg)
-    model.config.attention_rule = cfg.rule
-    model.config.unlock_fraction = cfg.unlock_fraction if cfg.rule == "mma" else None
+    model.config.set_rule(cfg.rule, cfg.rule_options)
     model.config.freeze_vision = cfg.freeze_vision
     model.vision_tower.requires_grad_(not cfg.freeze_vision)
     return model, processor
@@ -111,23 +109,13 @@ def _from_components(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
     """A fresh AKI model from a vision tower and an LLM (ids or folders): the LLM's tokenizer
     gains ``<image>``/``<|endofchunk|>`` (and ``<pad>``), the embeddings grow to match, and the
     resampler starts from scratch (the paper's 144 latents)."""
-    from transformers import AutoTokenizer
-
     from aki.model import AkiForConditionalGeneration
-    from aki.processing import AkiImageProcessor, AkiProcessor, add_aki_tokens
 
     dtype = getattr(torch, cfg.weights_dtype)
     vision, llm = component_sources(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(llm)
-    add_aki_tokens(tokenizer)
-    model = AkiForConditionalGeneration.from_components(
-        vision, llm, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vocab_size=len(tokenizer), attention_rule=cfg.rule, dtype=dtype,
+    return AkiForConditionalGeneration.from_components(
+        vision, llm, attention_rule=cfg.rule, rule_options=cfg.rule_options, dtype=dtype,
     )
-    size = int(getattr(model.config.vision_config, "image_size", 384))
-    processor = AkiProcessor(image_processor=AkiImageProcessor(size=size), tokenizer=tokenizer,
-                             num_image_tokens=model.config.num_image_tokens)
-    return model, processor
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -143,15 +131,14 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 
 def summed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype | None,
-                device: torch.device) -> torch.Tensor:
-    """Summed next-token cross-entropy of one micro-batch (fp32 logits)."""
+                device: torch.device, num_items_in_batch: float = 1.0) -> torch.Tensor:
+    """The model's loss on one micro-batch: its summed next-token cross-entropy (fp32, trained
+    positions only) divided by ``num_items_in_batch`` (1: the sum itself)."""
     inputs = {k: batch[k].to(device) for k in MODEL_KEYS if k in batch}
     ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with ctx:
-        logits = model(**inputs, return_dict=True).logits
-    labels = batch["labels"].to(device)
-    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+        return model(**inputs, labels=batch["labels"].to(device), num_items_in_batch=num_items_in_batch,
+                     return_dict=True).loss
 
 
 def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -291,7 +278,7 @@ def _train(cfg: TrainConfig, info: DistInfo, plan: ResumePlan | None, overwrite:
     micro, accum = cfg.accumulation(info.world_size)
     sources, weights = build_sources(cfg)
     guarded = run_guard(cfg, build_stream(cfg, sources, weights, processor, info.rank, info.world_size),
-                        model.config.mask_options())
+                        model.config.rule_options)
     if plan is not None and plan.checkpoint is not None:
         ckpt.check_same_data(plan.checkpoint, build_stream(cfg, sources, weights, processor).sampler)
     write_output(cfg, plan, overwrite, info)  # every check passed: only now is output_dir changed
@@ -358,9 +345,11 @@ def _train(cfg: TrainConfig, info: DistInfo, plan: ResumePlan | None, overwrite:
             for k, batch in enumerate(batches):
                 if info.distributed and hasattr(model, "set_requires_gradient_sync"):
                     model.set_requires_gradient_sync(k == len(batches) - 1)
-                loss_sum = summed_loss(model, batch, compute, info.device)
-                (loss_sum * (info.world_size / n_global)).backward()
-                local_loss += float(loss_sum.detach())
+                # sum / (n_global / world): FSDP averages gradients over ranks
+                share = n_global / info.world_size
+                loss_part = summed_loss(model, batch, compute, info.device, share)
+                loss_part.backward()
+                local_loss += float(loss_part.detach()) * share
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
