@@ -224,3 +224,37 @@ def test_config_json_of_another_model_type_is_named(folders, tmp_path):
     (other / "config.json").write_text(json.dumps(config))
     line = one_error_line(CliRunner().invoke(app, ["chat", str(other), "Hi?"]), "chat")
     assert "holds a bert model, not an aki model" in line and "init.vision / init.llm" in line
+
+
+# ---------------------------------------------------------------------- masks
+
+
+def test_masks_show_refuses_unknown_or_undrawable_rules(tmp_path):
+    plot = tmp_path / "m.png"
+    line = one_error_line(CliRunner().invoke(app, ["masks", "show", "-r", "foo", "--plot", str(plot)]), "masks show")
+    assert "unknown attention rule 'foo'" in line and "mma" in line
+    result = CliRunner().invoke(app, ["masks", "show", "-r", "mma", "-r", "cca", "--layout", "TT III QQ AA",
+                                      "--plot", str(plot)])
+    line = one_error_line(result, "masks show")
+    assert result.exit_code == 2 and "cannot draw 1 rule(s)" in line and "grid" in line
+    assert not plot.exists() and result.stdout == ""  # nothing printed or written for a refused command
+
+
+def test_masks_plot_has_a_legend_axis_titles_and_leak_counts(tmp_path):
+    import torch
+
+    from aki.cli.masks import parse_layout, plot_masks
+    from aki.masks import build_attention_mask
+
+    segments = parse_layout("TT IIII QQ AA")
+    masks = {"mma": build_attention_mask(segments, "mma"), "causal": build_attention_mask(segments, "causal")}
+    masks["leaky"] = torch.ones_like(masks["causal"])
+    fig = plot_masks(masks, {"mma": 0, "causal": 0, "leaky": 3}, "TTIIIIQQAA")
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["mma\nleaks: 0", "causal\nleaks: 0", "leaky\nleaks: 3"]
+    assert all(ax.get_xlabel() == "key (attended to)" and ax.get_ylabel() == "query (attending)" for ax in axes)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["may attend", "masked"]
+    assert "A answer" in legend.get_title().get_text() and "leaks" in legend.get_title().get_text()
+    result = CliRunner().invoke(app, ["masks", "show", "-r", "mma", "--plot", str(tmp_path / "m.png")])
+    assert result.exit_code == 0 and (tmp_path / "m.png").stat().st_size > 0
