@@ -193,3 +193,22 @@ def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(run, tmp_path
     with pytest.raises(FileNotFoundError, match=r"no-such-model' \(init\.from_dir\).*does not exist"):
         train(load_config(raw=raw), overwrite=True)
     assert snapshot(out) == before
+
+
+def test_a_damaged_checkpoint_is_named_and_nothing_changes(run, tmp_path):
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(run[0], out)
+    shard = next((out / "checkpoints" / "step-00000002" / "state").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:500])
+    raw = yaml.safe_load(run[1].read_text())
+    raw.update(output_dir=str(out), max_steps=3)  # an allowed change: config.yaml would be rewritten
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    before = snapshot(out)
+    result = invoke(str(config), "--resume")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "step-00000002' cannot be read" in line and "delete" in line, line
+    assert snapshot(out) == before

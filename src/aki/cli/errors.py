@@ -95,8 +95,10 @@ def guarded(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             report(command, CliError("interrupted"))
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except Exception as err:
-            if debug_enabled():
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as err:  # Exception, and library errors deriving from BaseException only
+            if debug_enabled():  # (torch's DCP CheckpointException)
                 raise
             report(command, err)
             raise typer.Exit(exit_status(err)) from None

@@ -182,16 +182,34 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                     info: DistInfo) -> dict:
     """Restore model, optimizer and scheduler (resharded to this world size); return the trainer
     state (``meta["world_size"]`` tells the world size that wrote it)."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
     meta = read_meta(path)
     states = _states(model, optimizer)
-    with _quiet_single_process():
-        dcp.load(states, checkpoint_id=path / "state")
-    set_model_state_dict(model, states["model"])
-    set_optimizer_state_dict(model, optimizer, states["optimizer"])
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    state = json.loads((path / "trainer.json").read_text())
+    try:
+        with _quiet_single_process():
+            dcp.load(states, checkpoint_id=path / "state")
+        set_model_state_dict(model, states["model"])
+        set_optimizer_state_dict(model, optimizer, states["optimizer"])
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        state = json.loads((path / "trainer.json").read_text())
+    except (CheckpointException, Exception) as err:  # DCP's error is a BaseException
+        raise RuntimeError(
+            f"checkpoint {str(path)!r} cannot be read ({_first_cause(err)}): a file in it is damaged or does not fit "
+            f"this model; delete {str(path)!r} to resume from the checkpoint before it, or start over with --overwrite."
+        ) from err
     state["saved_world_size"] = int(meta["world_size"])
     return state
+
+
+def _first_cause(err: BaseException) -> str:
+    """The innermost useful description of a DCP failure (it wraps each rank's exception)."""
+    failures = getattr(err, "failures", None)
+    if isinstance(failures, dict) and failures:
+        inner = next(iter(failures.values()))
+        err = inner[0] if isinstance(inner, tuple) else inner
+    text = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def full_model_state(model: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:

@@ -281,7 +281,6 @@ def _train(cfg: TrainConfig, info: DistInfo, plan: ResumePlan | None, overwrite:
                         model.config.rule_options)
     if plan is not None and plan.checkpoint is not None:
         ckpt.check_same_data(plan.checkpoint, build_stream(cfg, sources, weights, processor).sampler)
-    write_output(cfg, plan, overwrite, info)  # every check passed: only now is output_dir changed
 
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
@@ -302,6 +301,7 @@ def _train(cfg: TrainConfig, info: DistInfo, plan: ResumePlan | None, overwrite:
             resumed_note += f" (written by {state['saved_world_size']} processes)"
     elif plan is not None:
         resumed_note = f"; --resume-or-start: no checkpoint in {cfg.output_dir}, starting a new run"
+    write_output(cfg, plan, overwrite, info)  # checks passed, checkpoint read: only now is output_dir changed
     if plan is not None and plan.changes:
         resumed_note += "; settings changed on resume: " + "; ".join(plan.changes)
     stream.start_step = step
