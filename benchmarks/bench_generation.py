@@ -30,19 +30,12 @@ import warnings
 
 import torch
 
-from aki.model.presets import TINY_NUM_IMAGE_TOKENS, tiny_config
+from aki.model.presets import TINY_NUM_IMAGE_TOKENS, sized_text_config, tiny_config
 from aki.testing import build_seeded, make_batch
 
 
 def build(args):
-    text = {
-        "model_type": args.family, "vocab_size": args.vocab, "hidden_size": args.hidden,
-        "intermediate_size": 4 * args.hidden, "num_hidden_layers": args.layers,
-        "num_attention_heads": args.hidden // 64, "num_key_value_heads": max(1, args.hidden // 256),
-        "max_position_embeddings": 4096, "tie_word_embeddings": False,
-    }
-    if args.family == "phi3":
-        text.update(original_max_position_embeddings=4096, sliding_window=None)
+    text = sized_text_config(args.family, args.vocab, args.hidden, args.layers, max_positions=4096)
     cfg = tiny_config(args.family, args.rule, vocab_size=args.vocab, text_config=text,
                       resampler_config={"num_latents": args.image_tokens})
     model = build_seeded(cfg, 0, args.attn).to(args.device)

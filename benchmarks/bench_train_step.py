@@ -37,21 +37,14 @@ import torch.nn.functional as F
 
 from aki.masks import RULE_NAMES, Segment
 from aki.model.loss import next_token_loss
-from aki.model.presets import tiny_config
+from aki.model.presets import sized_text_config, tiny_config
 from aki.testing import build_seeded, make_batch
 
 IMAGE_TOKENS = 144
 
 
 def build(args, rule: str):
-    text = {
-        "model_type": args.family, "vocab_size": args.vocab, "hidden_size": args.hidden,
-        "intermediate_size": 4 * args.hidden, "num_hidden_layers": args.layers,
-        "num_attention_heads": args.hidden // 64, "num_key_value_heads": max(1, args.hidden // 256),
-        "max_position_embeddings": 8192, "tie_word_embeddings": False,
-    }
-    if args.family == "phi3":
-        text.update(original_max_position_embeddings=8192, sliding_window=None)
+    text = sized_text_config(args.family, args.vocab, args.hidden, args.layers, max_positions=8192)
     cfg = tiny_config(args.family, rule, vocab_size=args.vocab, text_config=text,
                       resampler_config={"num_latents": IMAGE_TOKENS, "depth": 2})
     return build_seeded(cfg, 0, args.attn).train()

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, SiglipImageProcessorPil
 
+from aki import pretrained as hub_module
 from aki.masks import Segment
 from aki.processing import AkiProcessor, build_tiny_tokenizer, siglip_image_processor
-from aki.processing import hub as hub_module
 from aki.prompts import qa_messages, user_message
 
 N_IMG = 4

@@ -10,21 +10,17 @@ import typer
 
 
 def check(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML training config"),
+    config: Path = typer.Argument(..., help="YAML training config"),
     set_: list[str] = typer.Option(None, "--set", help="override a config key, as in aki train"),
     sample: int = typer.Option(200, "--sample", min=1, help="records per source checked for missing images"),
     full: bool = typer.Option(False, "--full", help="check every record's images (slower)"),
 ) -> None:
     """Per data source: records found, images missing (a seeded sample, or --full), and one sample
     rendered as the model will read it. Exits 1 when a source is unreadable, empty or missing images."""
-    from aki.training import ConfigError, load_config
+    from aki.training import load_config
     from aki.training.pipeline import check_data
 
-    try:
-        cfg = load_config(config, set_ or [])
-    except ConfigError as err:
-        typer.secho(f"aki data check: error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from err
+    cfg = load_config(config, set_ or [])  # a ConfigError is one line and exit status 2 (aki.cli.errors)
     if cfg.data.synth_dir and not (Path(cfg.data.synth_dir) / "metadata.json").exists():
         typer.echo(f"note: data.synth_dir {cfg.data.synth_dir} does not exist yet: aki train generates it first "
                    f"(or run `aki data synth --out {cfg.data.synth_dir}` to check it now)")
@@ -58,8 +54,7 @@ def kale(
     try:
         stats = convert_kale(inputs, out, captions=captions or (), url_column=url_column,
                              caption_column=caption_column, shard_size=shard_size, verify=verify, overwrite=overwrite)
-    except (KaleInputError, OSError) as err:
-        typer.secho(f"aki data kale: error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from err
+    except (KaleInputError, OSError) as err:  # one line and exit status 2 (aki.cli.errors)
+        raise typer.BadParameter(str(err)) from None
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped"].items())) or "none"
     typer.echo(f"wrote {stats['written']} samples in {len(stats['shards'])} shards to {out} (skipped: {skipped})")

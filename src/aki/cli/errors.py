@@ -10,8 +10,10 @@ wrong and how to fix it (a config key, a path, an option). Exceptions that no co
 with ``--debug``. ``aki --debug ...`` or ``AKI_DEBUG=1`` re-raises instead, with the traceback.
 
 Commands are wrapped once, when ``aki.cli.main`` registers them, so a new command module gets the
-convention without doing anything. Typer/click usage errors (a missing argument, a bad option
-value) keep click's own message and exit status 2.
+convention without doing anything. Typer/click usage errors found while parsing (a missing
+argument, a bad option value) keep click's own message and exit status 2; a ``typer.BadParameter``
+raised by a command's body is one line too, with exit status 2. An exception class may set an
+integer ``exit_code`` (``ConfigError``: 2, a config that cannot run) to choose its status.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "AKI_DEBUG"
 
-_EXPECTED: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+_TYPER_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_USAGE: tuple[type[BaseException], ...] = tuple({click.ClickException, _TYPER_CLICK_ERROR})
+"""Click's errors, and typer's (typer vendors its own click): their message is for the user, and
+their ``exit_code`` (2 for usage errors) is kept."""
+_CLICK_CONTROL: tuple[type[BaseException], ...] = tuple(
+    {typer.Exit, typer.Abort, click.exceptions.Exit, click.Abort})
+_EXPECTED: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, *_USAGE)
 """Errors whose message is written for the user (ConfigError, FileNotFoundError, LeakageError,
 SkipRateError, ... all derive from these). Anything else is reported as internal."""
 
@@ -45,7 +53,11 @@ def debug_enabled() -> bool:
 
 def one_line(err: BaseException) -> str:
     """The exception's message on one line (internal errors say so and name their type)."""
-    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    raw = str(err)
+    if isinstance(err, _USAGE):  # "Invalid value for '--x': ..." when a parameter is named, else the message
+        named = getattr(err, "param", None) is not None or getattr(err, "param_hint", None) is not None
+        raw = err.format_message() if named else err.message
+    text = " ".join(part.strip() for part in raw.splitlines() if part.strip())
     if isinstance(err, KeyError) and text.startswith("'") and text.endswith("'"):
         text = f"missing key {text}"
     if isinstance(err, (CliError, *_EXPECTED)) and text:
@@ -63,6 +75,12 @@ def report(command: str, err: BaseException) -> None:
         print(f"aki {command}: error: {message}", file=sys.stderr)
 
 
+def exit_status(err: BaseException) -> int:
+    """The exit status for ``err``: its class's integer ``exit_code`` if it has one, else 1."""
+    code = getattr(err, "exit_code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) and code > 0 else EXIT_ERROR
+
+
 def guarded(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command callback so any failure becomes the one-line report and a non-zero exit."""
 
@@ -70,18 +88,20 @@ def guarded(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+        except _CLICK_CONTROL:
             raise
         except KeyboardInterrupt:
             if debug_enabled():
                 raise
             report(command, CliError("interrupted"))
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except Exception as err:
-            if debug_enabled():
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as err:  # Exception, and library errors deriving from BaseException only
+            if debug_enabled():  # (torch's DCP CheckpointException)
                 raise
             report(command, err)
-            raise typer.Exit(EXIT_ERROR) from None
+            raise typer.Exit(exit_status(err)) from None
 
     return wrapper
 
@@ -110,4 +130,5 @@ def install(app: typer.Typer, prefix: str = "") -> None:
             install(group.typer_instance, f"{prefix}{group.name} " if group.name else prefix)
 
 
-__all__ = ["CliError", "add_debug_option", "debug_enabled", "guarded", "install", "one_line", "report"]
+__all__ = ["CliError", "add_debug_option", "debug_enabled", "exit_status", "guarded", "install", "one_line",
+           "report"]

@@ -62,22 +62,14 @@ def eval_cmd(
         _fail(f"--data-root {data_root} does not exist, check the path", debug)
     if image_root is not None and not image_root.is_dir():
         _fail(f"--image-root {image_root} is not a folder, point it at the folder holding the images", debug)
-    if not (model_dir / "config.json").is_file():
-        _fail(f"{model_dir} holds no saved model (no config.json), train one (`aki quickstart`, `aki train`) or "
-              "convert one (`aki convert-official`)", debug)
     judge = JudgeConfig.from_options(judge_model, judge_base_url, judge_api_key)
 
-    import torch
-
-    from aki.model import AkiForConditionalGeneration
-    from aki.processing import AkiProcessor
+    from aki.model.loading import load_pretrained
 
     try:
-        kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
-        model = AkiForConditionalGeneration.from_pretrained(model_dir, **kwargs).to(device).eval()
-        processor = AkiProcessor.from_pretrained(model_dir)
-    except Exception as err:
-        _fail(f"could not load the model from {model_dir}, {type(err).__name__}: {err}, check the folder", debug, err)
+        model, processor = load_pretrained(model_dir, device=device, dtype=dtype, key="MODEL_DIR")
+    except (OSError, ValueError, RuntimeError) as err:
+        _fail(str(err), debug, err)
     out_dir = out if out is not None else model_dir / "eval"
 
     def show(result) -> None:

@@ -114,9 +114,22 @@ def run_stage(cfg) -> dict[str, Any]:
     from aki.training import train
 
     if (_final(Path(cfg.output_dir)) / "config.json").exists():
+        reuse_checked(Path(cfg.output_dir))
         _say(f"  reusing {cfg.output_dir} (finished)")
         return {"reused": True}
     return train(cfg, overwrite=True)
+
+
+def reuse_checked(run_dir: Path) -> None:
+    """A finished run is reused only when its ``final/`` loads (aki.pretrained.check_model_folder);
+    a damaged one is named, with the fix: remove the run folder so the rerun redoes it."""
+    from aki.pretrained import check_model_folder
+
+    try:
+        check_model_folder(_final(run_dir))
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"the finished run {str(run_dir)!r} cannot be reused: {err} Remove {str(run_dir)!r} and "
+                           "run the same command again to redo it.") from None
 
 
 def evaluate_run(s: ExperimentSettings, run_dir: Path, mode: Mode) -> dict[str, Any]:
@@ -128,6 +141,7 @@ def evaluate_run(s: ExperimentSettings, run_dir: Path, mode: Mode) -> dict[str, 
     scores_path = run_dir / "eval" / "scores.json"
     if scores_path.exists():
         return json.loads(scores_path.read_text())
+    reuse_checked(run_dir)
     model = AkiForConditionalGeneration.from_pretrained(_final(run_dir)).eval()
     processor = AkiProcessor.from_pretrained(_final(run_dir))
     scores = evaluate(model, processor, s.data_path, batch_size=s.eval_batch_size, max_new_tokens=4,

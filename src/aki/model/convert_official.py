@@ -326,15 +326,24 @@ def load_state_dict(src: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint folder (``*.safetensors``, else ``*.pt`` / ``*.bin``) or file."""
     from safetensors.torch import load_file
 
+    from aki.pretrained import check_safetensors
+
     src = Path(src)
+    release = "pass the release's folder (its weights, config.json and tokenizer files)"
     if not src.exists():
-        raise FileNotFoundError(f"official checkpoint {str(src)!r} does not exist.")
+        raise FileNotFoundError(f"official checkpoint {str(src)!r} does not exist; {release}.")
+    config = src / "config.json"
+    if src.is_dir() and config.is_file() and _read_json(config).get("model_type") == "aki":
+        raise ConversionError(f"{str(src)!r} is already an aki model (config.json has model_type 'aki'): there is "
+                              "nothing to convert; load it as it is (aki chat / aki eval / from_pretrained).")
     files = [src] if src.is_file() else sorted(src.glob("*.safetensors")) or sorted(
         [*src.glob("*.pt"), *src.glob("*.bin")])
     if not files:
-        raise FileNotFoundError(f"no *.safetensors, *.pt or *.bin weights in {str(src)!r}.")
+        raise FileNotFoundError(f"no *.safetensors, *.pt or *.bin weights in {str(src)!r}; {release}.")
     sd: dict[str, torch.Tensor] = {}
     for f in files:
+        if f.suffix == ".safetensors":
+            check_safetensors(f)  # a truncated download is named, not "incomplete metadata"
         try:
             if f.suffix == ".safetensors":
                 sd.update(load_file(str(f)))
@@ -447,9 +456,10 @@ def convert_official_checkpoint(
                                   "pass vision=<SigLIP folder> to take the tower from there.")
         from transformers import AutoModel
 
-        from aki.processing.hub import resolve_pretrained
+        from aki.pretrained import resolve_pretrained
 
-        tower = AutoModel.from_pretrained(resolve_pretrained(vision, "vision tower", fix="pass a local SigLIP folder"))
+        tower = AutoModel.from_pretrained(resolve_pretrained(vision, "vision tower", key="--vision",
+                                                             fix="pass a local SigLIP folder as --vision"))
         tower = getattr(tower, "vision_model", tower)
         vision_cfg = tower.config.to_dict()
     else:

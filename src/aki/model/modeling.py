@@ -55,6 +55,29 @@ class AkiPreTrainedModel(PreTrainedModel):
             with torch.no_grad():
                 module.latents.normal_(0.0, std)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' loading, after :func:`aki.pretrained.check_model_folder`: a missing
+        folder, a data folder, an unfinished run, a non-aki or damaged ``config.json``, missing or
+        truncated weights and an uncached hub id while offline each fail at once with one message
+        naming the path and the fix. A training run's output_dir loads its ``final/``."""
+        from aki.pretrained import check_model_folder
+
+        name = pretrained_model_name_or_path
+        if name is not None and not kwargs.get("subfolder") and not kwargs.get("gguf_file"):
+            name = check_model_folder(name, hub_kwargs=kwargs)
+        return super().from_pretrained(name, *model_args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' saving; then the weights get the file mode the folder's other files have
+        (safetensors >= 0.8 creates them 0600: :func:`aki.pretrained.normal_file_modes`)."""
+        from aki.pretrained import normal_file_modes
+
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if os.path.isdir(save_directory):
+            normal_file_modes(save_directory)
+        return result
+
 
 def _head_with_bias(head: nn.Linear) -> nn.Linear:
     """A copy of the LLM output head with a (zero) bias, as the official AKI checkpoint has."""
@@ -464,15 +487,18 @@ class AkiForConditionalGeneration(AkiGenerationMixin, AkiPreTrainedModel):
 
 
 def _load_or_explain(loader, path: str | os.PathLike, what: str, **kwargs):
-    """Call a ``from_pretrained`` loader; turn a missing path into an error that names it."""
+    """Call a ``from_pretrained`` loader on ``path`` resolved first (:func:`aki.pretrained.
+    resolve_pretrained`: a missing folder or an uncached hub id while offline fails at once);
+    a failure inside the loader names the path."""
+    from aki.pretrained import resolve_pretrained
+
+    source = resolve_pretrained(path, what, fix=f"pass a local folder holding the {what}'s config.json and weights")
     try:
-        return loader(str(path), **kwargs)
+        return loader(source, **kwargs)
     except (OSError, ValueError) as err:
-        where = "local directory" if os.path.sep in str(path) or os.path.exists(str(path)) else "hub id"
         raise FileNotFoundError(
-            f"could not load the {what} from {str(path)!r} ({where}): {err}. Offline, pass a local directory "
-            "holding config.json and the weights (HF_HUB_OFFLINE is "
-            f"{os.environ.get('HF_HUB_OFFLINE', 'unset')})."
+            f"could not load the {what} from {str(path)!r}: {type(err).__name__}: {err}; pass a folder holding the "
+            f"{what}'s config.json and weights (save_pretrained format)."
         ) from err
 
 

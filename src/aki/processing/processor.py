@@ -47,6 +47,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from aki.constants import END_OF_CHUNK_TOKEN, IGNORE_INDEX, IMAGE_TOKEN
 from aki.masks import Segment
+from aki.pretrained import resolve_pretrained
 from aki.processing.chat_templates import (
     CAPTION_FORMATS,
     CHAT_TEMPLATES,
@@ -56,7 +57,6 @@ from aki.processing.chat_templates import (
 )
 from aki.processing.errors import ImageCountError, PromptTooLongError
 from aki.processing.families import FAMILIES, detect_family, normalize_family
-from aki.processing.hub import resolve_pretrained
 from aki.processing.images import load_image, tower_rgb
 from aki.processing.segmenter import TemplateStructure, tokenize_with_segments
 

@@ -134,25 +134,82 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def read_meta(path: Path) -> dict:
+    """A checkpoint's ``meta.json``, checked: present, readable, in this version's format."""
+    file = path / "meta.json"
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+        int(meta["step"]), int(meta["world_size"])
+    except FileNotFoundError:
+        raise RuntimeError(f"checkpoint {str(path)!r} has no meta.json (it is not a complete aki checkpoint); "
+                           "delete that folder to resume from the one before, or start over with --overwrite.") \
+            from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise RuntimeError(f"{str(file)!r} is damaged ({type(err).__name__}: {err}); delete {str(path)!r} to resume "
+                           "from the checkpoint before it, or start over with --overwrite.") from None
+    if meta.get("format") != FORMAT:
+        raise RuntimeError(
+            f"checkpoint {str(path)!r} is in an older format ({meta.get('format', 'full torch.save files')}); this "
+            "version resumes only sharded (DCP) checkpoints. Start a new run, or use the aki version that wrote it."
+        )
+    return meta
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was written after."""
+    return int(read_meta(path)["step"])
+
+
+def check_same_data(path: Path, sampler: Any) -> None:
+    """Refuse (``ConfigError``) to resume from ``path`` when the data behind the config changed
+    (other sizes or mixture: the same step would read other records). Reads ``trainer.json`` only."""
+    from aki.training.config import ConfigError
+
+    file = path / "trainer.json"
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))["data"]["mixture"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RuntimeError(f"{str(file)!r} is missing or damaged ({type(err).__name__}: {err}); delete "
+                           f"{str(path)!r} to resume from the checkpoint before it, or start over with --overwrite.") \
+            from None
+    try:
+        sampler.check_fingerprint(saved)
+    except ValueError as err:
+        raise ConfigError(f"--resume from {str(path)!r}: {err}") from None
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     info: DistInfo) -> dict:
     """Restore model, optimizer and scheduler (resharded to this world size); return the trainer
     state (``meta["world_size"]`` tells the world size that wrote it)."""
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise RuntimeError(
-            f"checkpoint {path} is in an older format ({meta.get('format', 'full torch.save files')}); this version "
-            "resumes only sharded (DCP) checkpoints. Start a new run, or use the aki version that wrote it."
-        )
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    meta = read_meta(path)
     states = _states(model, optimizer)
-    with _quiet_single_process():
-        dcp.load(states, checkpoint_id=path / "state")
-    set_model_state_dict(model, states["model"])
-    set_optimizer_state_dict(model, optimizer, states["optimizer"])
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    state = json.loads((path / "trainer.json").read_text())
+    try:
+        with _quiet_single_process():
+            dcp.load(states, checkpoint_id=path / "state")
+        set_model_state_dict(model, states["model"])
+        set_optimizer_state_dict(model, optimizer, states["optimizer"])
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        state = json.loads((path / "trainer.json").read_text())
+    except (CheckpointException, Exception) as err:  # DCP's error is a BaseException
+        raise RuntimeError(
+            f"checkpoint {str(path)!r} cannot be read ({_first_cause(err)}): a file in it is damaged or does not fit "
+            f"this model; delete {str(path)!r} to resume from the checkpoint before it, or start over with --overwrite."
+        ) from err
     state["saved_world_size"] = int(meta["world_size"])
     return state
+
+
+def _first_cause(err: BaseException) -> str:
+    """The innermost useful description of a DCP failure (it wraps each rank's exception)."""
+    failures = getattr(err, "failures", None)
+    if isinstance(failures, dict) and failures:
+        inner = next(iter(failures.values()))
+        err = inner[0] if isinstance(inner, tuple) else inner
+    text = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def full_model_state(model: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:

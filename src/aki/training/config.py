@@ -28,7 +28,9 @@ PACK_SAMPLES = 4
 
 
 class ConfigError(ValueError):
-    """A config that cannot run (unknown key, bad value, wrong type)."""
+    """A config that cannot run (unknown key, bad value, wrong type). The CLI exits with status 2."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -286,7 +288,19 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"--set expects key=value; got {item!r}")
     key, _, text = item.partition("=")
-    return key.strip().split("."), yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)}); quote it "
+                          "(--set 'key=\"text\"') or fix the brackets") from None
+    return key.strip().split("."), value
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one short phrase: what, and where (line and column)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -309,8 +323,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Relative data paths and output_dir stay relative to the working directory."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; "
+                              "pass a YAML training config (examples in configs/).")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            why = _yaml_problem(err) if isinstance(err, yaml.YAMLError) else "it is not UTF-8 text"
+            raise ConfigError(f"{str(path)!r} is not valid YAML ({why}); fix the file (examples in configs/).") \
+                from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")
         data.update(loaded)

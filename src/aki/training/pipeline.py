@@ -120,11 +120,12 @@ def load_processor(cfg: TrainConfig) -> tuple[Any | None, str]:
             return AkiProcessor.from_pretrained(d), ""
         from transformers import AutoConfig, AutoTokenizer
 
+        from aki.pretrained import resolve_pretrained
         from aki.processing import add_aki_tokens, siglip_image_processor
 
-        tokenizer = AutoTokenizer.from_pretrained(init.llm)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(init.llm, "language model", key="init.llm"))
         add_aki_tokens(tokenizer)
-        vision = AutoConfig.from_pretrained(init.vision)
+        vision = AutoConfig.from_pretrained(resolve_pretrained(init.vision, "vision tower", key="init.vision"))
         vision = getattr(vision, "vision_config", None) or vision
         from aki.model import AkiResamplerConfig
 

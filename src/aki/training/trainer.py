@@ -54,6 +54,7 @@ from aki.training.feedback import Feedback
 from aki.training.guard import check_batches
 from aki.training.optim import build_optimizer, build_scheduler
 from aki.training.pipeline import build_sources, build_stream, ensure_synth, num_workers
+from aki.training.resume import ResumePlan, plan_resume
 
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "segments", "document_ids")
 
@@ -81,14 +82,10 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
         model, processor = tiny_model(init.tiny, rule=cfg.rule, seed=init.seed)
     elif init.from_dir:
         from aki.model import AkiForConditionalGeneration
+        from aki.pretrained import check_model_folder
         from aki.processing import AkiProcessor
 
-        d = Path(init.from_dir)
-        if (d / "final").is_dir():
-            d = d / "final"
-        if not (d / "config.json").exists():
-            raise FileNotFoundError(f"init.from_dir={init.from_dir!r} holds no saved model (config.json); "
-                                    "run the previous stage first or point at its output_dir/final.")
+        d = check_model_folder(init.from_dir, key="init.from_dir")  # a run's output_dir means its final/
         model = AkiForConditionalGeneration.from_pretrained(d, dtype=getattr(torch, cfg.weights_dtype))
         processor = AkiProcessor.from_pretrained(d)
     else:
@@ -99,6 +96,15 @@ def build_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
     return model, processor
 
 
+def component_sources(cfg: TrainConfig) -> tuple[str, str]:
+    """``init.vision`` and ``init.llm`` as local folders (or hub ids the hub will serve), checked
+    first: a missing folder or an uncached hub id while offline fails at once, naming the key."""
+    from aki.pretrained import resolve_pretrained
+
+    return (resolve_pretrained(cfg.init.vision, "vision tower", key="init.vision"),
+            resolve_pretrained(cfg.init.llm, "language model", key="init.llm"))
+
+
 def _from_components(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
     """A fresh AKI model from a vision tower and an LLM (ids or folders): the LLM's tokenizer
     gains ``<image>``/``<|endofchunk|>`` (and ``<pad>``), the embeddings grow to match, and the
@@ -106,8 +112,9 @@ def _from_components(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
     from aki.model import AkiForConditionalGeneration
 
     dtype = getattr(torch, cfg.weights_dtype)
+    vision, llm = component_sources(cfg)
     return AkiForConditionalGeneration.from_components(
-        cfg.init.vision, cfg.init.llm, attention_rule=cfg.rule, rule_options=cfg.rule_options, dtype=dtype,
+        vision, llm, attention_rule=cfg.rule, rule_options=cfg.rule_options, dtype=dtype,
     )
 
 
@@ -164,14 +171,30 @@ def prepare_model(cfg: TrainConfig, info: DistInfo, compute: torch.dtype | None)
     return model, processor
 
 
-def _prepare_output(cfg: TrainConfig, resume: bool, overwrite: bool, info: DistInfo) -> None:
+def check_output(cfg: TrainConfig, resume: bool, overwrite: bool, start_if_missing: bool = False) -> ResumePlan | None:
+    """What happens to ``output_dir``, decided before anything is written: a resume plan (the
+    settings compared with the saved run's, :mod:`aki.training.resume`), or None for a new run
+    (refused where a run already is, unless ``overwrite``)."""
+    if sum((resume, overwrite)) > 1:
+        raise ConfigError("--resume (or --resume-or-start) and --overwrite contradict each other; pass one.")
     out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir {str(out)!r} is a file; set output_dir to a folder.")
+    if resume:
+        return plan_resume(cfg, start_if_missing)
     has_run = bool(ckpt.list_checkpoints(out)) or (out / "metrics.jsonl").exists()
-    if has_run and not resume and not overwrite:
-        raise ConfigError(f"{out} already holds a run (checkpoints or metrics.jsonl); pass --resume to continue "
-                          "it, --overwrite to start over, or choose another output_dir.")
+    if has_run and not overwrite:
+        raise ConfigError(f"{str(out)!r} already holds a run (checkpoints or metrics.jsonl); pass --resume to "
+                          "continue it, --overwrite to start over, or choose another output_dir.")
+    return None
+
+
+def write_output(cfg: TrainConfig, plan: ResumePlan | None, overwrite: bool, info: DistInfo) -> None:
+    """Prepare ``output_dir`` once every check has passed: remove the old run (``overwrite``),
+    drop metrics rows past the resumed step, write ``config.yaml`` (the settings in effect)."""
+    out = Path(cfg.output_dir)
     if info.is_main:
-        if overwrite and not resume:
+        if overwrite:
             for name in ("checkpoints", "metrics.jsonl", "tensorboard", "final"):
                 p = out / name
                 if p.is_dir():
@@ -179,7 +202,11 @@ def _prepare_output(cfg: TrainConfig, resume: bool, overwrite: bool, info: DistI
                 elif p.exists():
                     p.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if plan is not None:
+            _truncate_metrics(out / "metrics.jsonl", plan.step)
+        tmp = out / ".config.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+        os.replace(tmp, out / "config.yaml")
     barrier(info)
 
 
@@ -207,11 +234,19 @@ def run_guard(cfg: TrainConfig, stream: StepStream, mask_options: dict) -> int:
     return n
 
 
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Run one stage; returns a summary (final loss, steps, seconds, paths)."""
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+          start_if_missing: bool = False) -> dict[str, Any]:
+    """Run one stage; returns a summary (final loss, steps, seconds, paths, records read and
+    skipped by reason). ``resume`` continues the run in ``output_dir`` (its settings must match,
+    see :mod:`aki.training.resume`); with ``start_if_missing`` a resume without a checkpoint
+    starts a new run instead of failing. ``overwrite`` starts over where a run is."""
+    plan = check_output(cfg, resume, overwrite, start_if_missing)  # before any process group or file
+    from aki.progress import library_progress_bars
+
     info = setup()
     try:
-        return _train(cfg, info, resume, overwrite)
+        with library_progress_bars(cfg.progress):  # progress: false silences transformers' bars too
+            return _train(cfg, info, plan, overwrite)
     finally:
         teardown()
 
@@ -226,10 +261,9 @@ def _global_counts(counters: DataCounters, info: DistInfo) -> tuple[int, dict[st
     return records, {r: int(all_reduce_sum(counters.skipped.get(r, 0), info)) for r in sorted(reasons)}
 
 
-def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, info: DistInfo, plan: ResumePlan | None, overwrite: bool) -> dict[str, Any]:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    _prepare_output(cfg, resume, overwrite, info)
     seed_everything(cfg.seed)
     if info.is_main:
         ensure_synth(cfg)
@@ -245,6 +279,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
     sources, weights = build_sources(cfg)
     guarded = run_guard(cfg, build_stream(cfg, sources, weights, processor, info.rank, info.world_size),
                         model.config.rule_options)
+    if plan is not None and plan.checkpoint is not None:
+        ckpt.check_same_data(plan.checkpoint, build_stream(cfg, sources, weights, processor).sampler)
 
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
@@ -252,22 +288,22 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
 
     step, tokens_seen = 0, 0
     counters = DataCounters()
-    latest = ckpt.latest_checkpoint(cfg.output_dir) if resume else None
+    latest = plan.checkpoint if plan is not None else None
     stream = build_stream(cfg, sources, weights, processor, info.rank, info.world_size)
     resumed_note = ""
     if latest is not None:
         state = ckpt.load_checkpoint(latest, model, optimizer, scheduler, info)
-        try:
-            stream.sampler.check_fingerprint(state["data"]["mixture"])
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
         step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
         if info.is_main:  # global totals so far; the other ranks count from zero
             counters.load_state_dict(state["data"]["counts"])
-            _truncate_metrics(Path(cfg.output_dir) / "metrics.jsonl", step)
         resumed_note = f"; resumed from {latest.name}"
         if state["saved_world_size"] != info.world_size:
             resumed_note += f" (written by {state['saved_world_size']} processes)"
+    elif plan is not None:
+        resumed_note = f"; --resume-or-start: no checkpoint in {cfg.output_dir}, starting a new run"
+    write_output(cfg, plan, overwrite, info)  # checks passed, checkpoint read: only now is output_dir changed
+    if plan is not None and plan.changes:
+        resumed_note += "; settings changed on resume: " + "; ".join(plan.changes)
     stream.start_step = step
     workers = num_workers(cfg, info.world_size)
     loader = make_loader(stream, workers, pin_memory=info.device.type == "cuda",
@@ -361,13 +397,14 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, overwrite: bool) -> d
                 ckpt.save_checkpoint(cfg.output_dir, step, model, optimizer, scheduler,
                                      {"step": step, "tokens_seen": tokens_seen, "data": data_state},
                                      info, keep_last_k=cfg.keep_last_k)
+        records, skipped = _global_counts(counters, info)
         final = ckpt.export_final(cfg.output_dir, model, processor, info)
     finally:
         del batches_in
         fb.close()
     return {"steps": step, "losses": losses, "final_loss": losses[-1] if losses else None,
             "seconds": time.perf_counter() - t_start, "final_dir": str(final),
-            "records": counters.records, "skipped": dict(counters.skipped)}
+            "records": records, "skipped": skipped}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

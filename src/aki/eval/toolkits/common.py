@@ -6,15 +6,11 @@ from pathlib import Path
 
 
 def load(model_path: str | Path, device: str = "cpu", dtype: str | None = None):
-    """``(model, processor)`` from a folder written by ``save_pretrained``."""
-    import torch
+    """``(model, processor)`` from a folder written by ``save_pretrained`` (checked first:
+    :func:`aki.model.loading.load_pretrained`)."""
+    from aki.model.loading import load_pretrained
 
-    from aki.model import AkiForConditionalGeneration
-    from aki.processing import AkiProcessor
-
-    kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
-    model = AkiForConditionalGeneration.from_pretrained(model_path, **kwargs).to(device).eval()
-    return model, AkiProcessor.from_pretrained(model_path)
+    return load_pretrained(model_path, device=device, dtype=dtype, key="model_path")
 
 
 def answer(model, processor, text: str, images: list, max_new_tokens: int) -> str:
