@@ -26,10 +26,10 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from aki.model.loading import load_pretrained
 from aki.prompts import user_message
 from aki.serving.engine import GenerationEngine
 from aki.serving.image_inputs import ImageLimits
-from aki.serving.loading import load_model
 from aki.serving.server import ServerSettings, create_app
 from aki.testing import tiny_model
 
@@ -97,7 +97,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(model_dir):
-    model, processor = load_model(model_dir, device="cpu")
+    model, processor = load_pretrained(model_dir, device="cpu")
     eng = GenerationEngine(model, processor, max_batch_size=4, batch_window_s=0.005)
     eng.start()
     yield eng

@@ -48,7 +48,7 @@ def test_start_up_failures_are_one_line(command, saved, tmp_path):
     (tmp_path / "empty").mkdir()
     assert "no config.json" in _one_line_error([command, str(tmp_path / "empty"), "--port", port], command)
     assert "--dtype 'int8'" in _one_line_error([command, str(saved), "--dtype", "int8", "--port", port], command)
-    assert "not a device" in _one_line_error([command, str(saved), "--device", "tpu:x", "--port", port], command)
+    assert "not a torch device" in _one_line_error([command, str(saved), "--device", "tpu:x", "--port", port], command)
     if not torch.cuda.is_available():
         assert "no CUDA device" in _one_line_error([command, str(saved), "--device", "cuda", "--port", port], command)
 

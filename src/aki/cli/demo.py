@@ -23,14 +23,15 @@ def demo(
     try:
         import gradio  # noqa: F401
 
+        from aki.model.loading import load_pretrained
         from aki.serving.demo import DemoModel, launch
-        from aki.serving.loading import load_model
     except ImportError as err:
         raise CliError(f"aki demo needs Gradio ({err.name} is missing); install it with pip install 'aki[demo]'.") from None
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"aki demo: warning: binding {host}: anyone who can reach this machine can use the model.",
                     fg=typer.colors.YELLOW, err=True)
-    model, processor = load_model(model_dir, device=device, dtype=dtype)
+    model, processor = load_pretrained(model_dir, device=device, dtype=None if dtype == "auto" else dtype,
+                                       key="MODEL_DIR")
     launch(DemoModel(model, processor, max_new_tokens=max_new_tokens, max_image_pixels=max_image_pixels),
            host=host, port=port, max_upload_mb=max_upload_mb, title=f"AKI demo: {Path(model_dir).resolve().name}")
 

@@ -36,9 +36,9 @@ def serve(
     try:
         import uvicorn
 
+        from aki.model.loading import load_pretrained
         from aki.serving.engine import GenerationEngine
         from aki.serving.image_inputs import ImageLimits
-        from aki.serving.loading import load_model
         from aki.serving.server import ServerSettings, create_app
     except ImportError as err:
         raise CliError(f"aki serve needs FastAPI and uvicorn ({err.name} is missing); install them with "
@@ -48,7 +48,8 @@ def serve(
                     "can use the model.", fg=typer.colors.YELLOW, err=True)
     sock = _bind(host, port)  # first: a busy port fails before a long model load
     try:
-        model, processor = load_model(model_dir, device=device, dtype=dtype)
+        model, processor = load_pretrained(model_dir, device=device, dtype=None if dtype == "auto" else dtype,
+                                           key="MODEL_DIR")
     except BaseException:
         sock.close()
         raise

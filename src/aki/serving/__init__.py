@@ -5,7 +5,6 @@
 - :mod:`aki.serving.batching`: per-row sampling, stopping and streaming inside that call;
 - :mod:`aki.serving.protocol`: the accepted request (strict pydantic models);
 - :mod:`aki.serving.image_inputs`: ``image_url`` parts to images, within limits;
-- :mod:`aki.serving.loading`: loading a saved model onto a device;
 - :mod:`aki.serving.demo`: the Gradio app with the question-word attention panel.
 
 FastAPI/uvicorn (``aki[serve]``) and Gradio (``aki[demo]``) are optional: import the submodules.
