@@ -5,8 +5,11 @@ saved to a temporary folder (or ``--model-dir``), then sends the same set of cha
 image each, greedy, ``--max-tokens``):
 
 - ``one by one``: a single client, each request after the previous answer;
-- ``concurrent``: ``--clients`` clients at once, each sending its share back to back, for
-  ``--rounds`` rounds (the server batches what arrives within its window).
+- ``concurrent``: ``--clients`` clients at once, each sending its share back to back (the server
+  batches what arrives within its window).
+
+The two alternate for ``--rounds`` rounds (so that load from elsewhere on the machine hits both
+alike), and the totals over all rounds are compared.
 
 Printed: requests/s, answer tokens/s, p50 / p99 latency of each, the ratios concurrent / one by
 one, failed requests (must be 0), whether every concurrent answer equals its one-by-one answer
@@ -139,6 +142,9 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-window-ms", type=float, default=10.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--server-threads", type=int, default=1,
+                        help="torch CPU threads of the server (OMP_NUM_THREADS); on a machine shared with other "
+                             "jobs, 2+ threads make every small op wait on the others (measured ~35x slower steps)")
     args = parser.parse_args()
 
     workdir = tempfile.TemporaryDirectory(prefix="aki-bench-serve-")
@@ -158,7 +164,7 @@ def main() -> None:
                "--device", args.device, "--max-batch-size", str(args.max_batch_size),
                "--batch-window-ms", str(args.batch_window_ms), "--log-level", "warning",
                "--max-queue", str(10 * args.clients * args.per_client)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.server_threads)}
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(600):
@@ -179,13 +185,13 @@ def main() -> None:
         } for i in range(n)]
         run_phase(url, requests[:2], 1)  # warm-up
         rss = {"after warm-up": rss_mib(server.pid)}
-        single = run_phase(url, requests, 1)
-        rss["after one by one"] = rss_mib(server.pid)
-        calls_before = health(base)["generate_calls"]
-        rounds = []
-        for r in range(args.rounds):
+        singles, rounds, calls = [], [], 0
+        for r in range(args.rounds):  # interleaved, so that load from elsewhere hits both alike
+            singles.append(run_phase(url, requests, 1))
+            before = health(base)["generate_calls"]
             rounds.append(run_phase(url, requests, args.clients))
-            rss[f"after concurrent round {r + 1}"] = rss_mib(server.pid)
+            calls += health(base)["generate_calls"] - before
+            rss[f"after round {r + 1}"] = rss_mib(server.pid)
         info = health(base)
     finally:
         server.terminate()
@@ -195,32 +201,31 @@ def main() -> None:
             server.kill()
         workdir.cleanup()
 
-    def summary(phase: dict) -> tuple[float, float, float, float]:
-        return (len(phase["latencies"]) / phase["wall"], phase["tokens"] / phase["wall"],
-                statistics.median(phase["latencies"]), percentile(phase["latencies"], 0.99))
+    def summary(phases: list[dict]) -> tuple[float, float, float, float]:
+        latencies = [x for p in phases for x in p["latencies"]]
+        wall = sum(p["wall"] for p in phases)
+        tokens = sum(p["tokens"] for p in phases)
+        return len(latencies) / wall, tokens / wall, statistics.median(latencies), percentile(latencies, 0.99)
 
-    conc_lat = [x for p in rounds for x in p["latencies"]]
-    conc_wall = sum(p["wall"] for p in rounds)
-    conc_tokens = sum(p["tokens"] for p in rounds)
-    s = summary(single)
-    c = (len(conc_lat) / conc_wall, conc_tokens / conc_wall, statistics.median(conc_lat), percentile(conc_lat, 0.99))
-    failures = single["failures"] + [f for p in rounds for f in p["failures"]]
-    same = all(p["answers"] == single["answers"] for p in rounds)
-    batches = info["generate_calls"] - calls_before
-    print(f"aki serve load test: {name} ({args.rule}), {n} requests (1 image, max_tokens {args.max_tokens}, greedy), "
-          f"{args.clients} clients x {args.rounds} rounds, batch cap {args.max_batch_size}, window "
-          f"{args.batch_window_ms:g} ms, device {args.device}; timings from a shared machine")
+    s, c = summary(singles), summary(rounds)
+    failures = [f for p in singles + rounds for f in p["failures"]]
+    same = all(p["answers"] == singles[0]["answers"] for p in singles + rounds)
+    batches = calls
+    print(f"aki serve load test: {name} ({args.rule}), {n} requests (1 image, max_tokens {args.max_tokens}, greedy) "
+          f"per pass, {args.rounds} rounds of one-by-one then {args.clients} clients, batch cap {args.max_batch_size}, window "
+          f"{args.batch_window_ms:g} ms, device {args.device}, {args.server_threads} CPU thread(s); timings from a "
+          "shared machine")
     print(f"{'':14}{'req/s':>9}{'tok/s':>10}{'p50 s':>9}{'p99 s':>9}")
     print(f"{'one by one':14}{s[0]:9.2f}{s[1]:10.1f}{s[2]:9.3f}{s[3]:9.3f}")
     print(f"{'concurrent':14}{c[0]:9.2f}{c[1]:10.1f}{c[2]:9.3f}{c[3]:9.3f}")
     print(f"ratios concurrent / one by one: requests/s {c[0] / s[0]:.2f}x, tokens/s {c[1] / s[1]:.2f}x, "
           f"p50 latency {c[2] / s[2]:.2f}x, p99 latency {c[3] / s[3]:.2f}x")
     print(f"failed requests: {len(failures)}" + (f" (first: {failures[0][:200]})" if failures else ""))
-    print(f"concurrent answers equal to one-by-one answers: {same}")
-    print(f"concurrent rounds ran {args.rounds * n} requests in {batches} generate calls "
+    print(f"every answer equal across rounds and between concurrent and one by one (greedy): {same}")
+    print(f"the concurrent passes ran {args.rounds * n} requests in {batches} generate calls "
           f"(mean batch {args.rounds * n / max(batches, 1):.2f}, largest {info['largest_batch']})")
     print("server RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
-    first, last = rss["after concurrent round 1"], rss[f"after concurrent round {args.rounds}"]
+    first, last = rss["after round 1"], rss[f"after round {args.rounds}"]
     print(f"RSS growth from round 1 to round {args.rounds}: {last - first:+.1f} MiB ({last / first:.3f}x)")
     if failures or not same:
         raise SystemExit(1)
