@@ -81,6 +81,7 @@ def test_handlers_stream_answers_under_both_rules_and_draw_the_panel(demo_model,
 
 def test_oversized_image_is_refused_with_the_limit(tmp_path):
     model, processor = tiny_model("llama", rule="mma")
+    assert not DemoModel(*tiny_model("llama", rule="causal")).compares  # nothing to compare a causal model with
     small = DemoModel(model, processor, max_image_pixels=50 * 50)
     path = tmp_path / "big.png"
     Image.new("RGB", (80, 80)).save(path)
