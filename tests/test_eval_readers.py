@@ -130,17 +130,6 @@ def test_no_file_for_a_benchmark_says_where_it_looked(tmp_path):
 # ----------------------------------------------------------------------------- aki eval (CLI)
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    from aki.testing import tiny_model
-
-    path = tmp_path_factory.mktemp("model")
-    model, processor = tiny_model("llama")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
-
-
 def _eval(*args):
     from typer.testing import CliRunner
 
@@ -149,7 +138,7 @@ def _eval(*args):
     return CliRunner().invoke(app, ["eval", *map(str, args)])
 
 
-def test_aki_eval_end_to_end_resumes_and_writes_the_required_files(saved_model, tmp_path):
+def test_aki_eval_end_to_end_resumes_and_writes_the_required_files(saved_tiny_model, tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     mme_tsv(data / "MME.tsv")
     mmbench_tsv(data / "MMBench_DEV_EN.tsv")
@@ -157,7 +146,7 @@ def test_aki_eval_end_to_end_resumes_and_writes_the_required_files(saved_model, 
         {"index": i, "image": b64(i), "question": "Is there a dog?", "answer": "yes" if i % 2 else "no",
          "category": "random"} for i in range(3)] + [
         {"index": 3, "image": None, "question": "Is there a cat?", "answer": "no", "category": "random"}])
-    res = _eval(saved_model, "--bench", "mme,mmbench,pope,llava-w", "--data-root", data, "--out", out,
+    res = _eval(saved_tiny_model, "--bench", "mme,mmbench,pope,llava-w", "--data-root", data, "--out", out,
                 "--no-progress", "--max-new-tokens", "3")
     assert res.exit_code == 0, res.output
     preds = [json.loads(x) for x in (out / "mme.predictions.jsonl").read_text().splitlines()]
@@ -172,26 +161,26 @@ def test_aki_eval_end_to_end_resumes_and_writes_the_required_files(saved_model, 
         assert (out / name).stat().st_size > 0
     assert "| MME-P |" in (out / "table1.md").read_text()
     # a rerun asks the model nothing (every prediction is stored) and gives the same scores
-    again = _eval(saved_model, "--bench", "mme", "--data-root", data, "--out", out, "--no-progress",
+    again = _eval(saved_tiny_model, "--bench", "mme", "--data-root", data, "--out", out, "--no-progress",
                   "--max-new-tokens", "3")
     assert again.exit_code == 0 and "(0 generated now)" in again.output
     assert json.loads((out / "scores.json").read_text())["mme"]["perception"] == scores["mme"]["perception"]
 
 
-def test_aki_eval_errors_are_one_line_and_nonzero(saved_model, tmp_path):
-    res = _eval(saved_model, "--data-root", tmp_path)
+def test_aki_eval_errors_are_one_line_and_nonzero(saved_tiny_model, tmp_path):
+    res = _eval(saved_tiny_model, "--data-root", tmp_path)
     assert res.exit_code != 0 and "aki eval: error: nothing to evaluate" in res.output
-    res = _eval(saved_model, "--bench", "mme", "--data-root", tmp_path, "--out", tmp_path / "o", "--no-progress")
+    res = _eval(saved_tiny_model, "--bench", "mme", "--data-root", tmp_path, "--out", tmp_path / "o", "--no-progress")
     assert res.exit_code != 0 and "nothing was evaluated" in res.output and "MME.tsv" in res.output
-    res = _eval(saved_model, "--bench", "nosuch", "--data-root", tmp_path)
+    res = _eval(saved_tiny_model, "--bench", "nosuch", "--data-root", tmp_path)
     assert res.exit_code != 0 and "unknown benchmark 'nosuch'" in res.output
 
 
-def test_aki_eval_synth_split(saved_model, tmp_path):
+def test_aki_eval_synth_split(saved_tiny_model, tmp_path):
     from aki.data.synth.writer import generate
 
     generate(tmp_path / "synth", n_train=0, n_test=6, seed=1)
-    res = _eval(saved_model, "--bench", "synth", "--data-root", tmp_path / "synth", "--out", tmp_path / "o",
+    res = _eval(saved_tiny_model, "--bench", "synth", "--data-root", tmp_path / "synth", "--out", tmp_path / "o",
                 "--no-progress", "--limit", "4", "--max-new-tokens", "2")
     assert res.exit_code == 0, res.output
     scores = json.loads((tmp_path / "o" / "scores.json").read_text())

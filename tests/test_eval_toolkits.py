@@ -46,17 +46,6 @@ def _offline_env(tmp_path: Path) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    from aki.testing import tiny_model
-
-    path = tmp_path_factory.mktemp("aki-tiny")
-    model, processor = tiny_model("llama")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
-
-
 def test_lmms_eval_registers_aki_through_its_entry_point():
     out = subprocess.run([str(_toolkit_python()), "-c",
                           "import lmms_eval.models as m; print(m.AVAILABLE_MODELS['aki'])"],
@@ -65,7 +54,7 @@ def test_lmms_eval_registers_aki_through_its_entry_point():
     assert out.stdout.strip().endswith("AkiLmms")
 
 
-def test_lmms_eval_cli_scores_equal_aki_eval(saved_model, tmp_path):
+def test_lmms_eval_cli_scores_equal_aki_eval(saved_tiny_model, tmp_path):
     py = _toolkit_python()
     env = _offline_env(tmp_path)
     data = tmp_path / "mme.parquet"
@@ -80,7 +69,7 @@ def test_lmms_eval_cli_scores_equal_aki_eval(saved_model, tmp_path):
         f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
         "generation_kwargs:\n  max_new_tokens: 4\n  temperature: 0\n  do_sample: false\n")
     out = tmp_path / "out"
-    run = subprocess.run([str(py), "-m", "lmms_eval", "--model", "aki", "--model_args", f"pretrained={saved_model}",
+    run = subprocess.run([str(py), "-m", "lmms_eval", "--model", "aki", "--model_args", f"pretrained={saved_tiny_model}",
                           "--tasks", "mme_aki_tiny", "--include_path", str(include), "--batch_size", "1",
                           "--output_path", str(out), "--log_samples"],
                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
@@ -108,8 +97,8 @@ def test_lmms_eval_cli_scores_equal_aki_eval(saved_model, tmp_path):
     assert ours["perception"] == pytest.approx(results["mme_perception_score,none"])
     assert ours["cognition"] == pytest.approx(results["mme_cognition_score,none"])
     # the adapter answers exactly as aki's own generation does for the same prompt and image
-    model = AkiForConditionalGeneration.from_pretrained(saved_model).eval()
-    processor = AkiProcessor.from_pretrained(saved_model)
+    model = AkiForConditionalGeneration.from_pretrained(saved_tiny_model).eval()
+    processor = AkiProcessor.from_pretrained(saved_tiny_model)
     for s in samples[:4]:
         image = load_image(docs[s["doc_id"]]["image"]["bytes"])
         assert generate_batch(model, processor, [s["input"]], [[image]], 4) == [s["filtered_resps"]]
@@ -256,7 +245,7 @@ def test_vlmevalkit_entry_point(tmp_path):
     assert 0 < scores["perception"] < 200 and 0 < scores["cognition"] < 200  # not all right, not all wrong
 
 
-def test_vlmevalkit_launcher_fails_when_vlmevalkit_skips_a_failure(saved_model, tmp_path):
+def test_vlmevalkit_launcher_fails_when_vlmevalkit_skips_a_failure(saved_tiny_model, tmp_path):
     """VLMEvalKit logs a failed model x dataset and exits 0; aki's launcher exits 1 naming it."""
     py = _vlmevalkit_python()
     from eval_files import write_tsv
@@ -266,7 +255,7 @@ def test_vlmevalkit_launcher_fails_when_vlmevalkit_skips_a_failure(saved_model, 
     write_tsv(lmu / "MME_aki_tiny.tsv", [{"index": 0, "image": "not an image " * 8, "question": "Is it? Please answer "
                                           "yes or no.", "answer": "Yes", "category": "existence"}])
     env.update(LMUData=str(lmu), PRED_FORMAT="tsv")
-    config = {"model": {"aki": {"class": "AkiVLMEval", "model_path": str(saved_model), "max_new_tokens": 1}},
+    config = {"model": {"aki": {"class": "AkiVLMEval", "model_path": str(saved_tiny_model), "max_new_tokens": 1}},
               "data": {"MME_aki_tiny": {"class": "ImageYORNDataset", "dataset": "MME_aki_tiny"}}}
     (tmp_path / "config.json").write_text(json.dumps(config))
     run = subprocess.run([str(py), "-m", "aki.eval.toolkits.vlmevalkit", "--config", str(tmp_path / "config.json"),

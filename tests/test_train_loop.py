@@ -18,13 +18,9 @@ from aki.training.config import ConfigError
 from aki.training.trainer import summed_loss
 
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory) -> Path:
-    from aki.data.synth import generate
-
-    d = tmp_path_factory.mktemp("synth")
-    generate(d, n_train=40, n_test=0, seed=0)
-    return d
+@pytest.fixture(scope="module")
+def synth(synth_train) -> Path:
+    return synth_train(40)
 
 
 def pt_cfg(synth: Path, out: Path, **over):

@@ -14,12 +14,8 @@ from aki.training.trainer import build_model
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from aki.data.synth import generate
-
-    d = tmp_path_factory.mktemp("synth")
-    generate(d, n_train=16, n_test=0, seed=0)
-    return d
+def synth(synth_train) -> Path:
+    return synth_train(16)
 
 
 def sft(synth: Path, out: Path, **over):

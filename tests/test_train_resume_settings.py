@@ -24,12 +24,8 @@ def _no_debug(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from aki.data.synth import generate
-
-    d = tmp_path_factory.mktemp("synth")
-    generate(d, n_train=24, n_test=0, seed=0)
-    return d
+def synth(synth_train) -> Path:
+    return synth_train(24)
 
 
 def raw_cfg(synth: Path, out: Path, **over) -> dict:
