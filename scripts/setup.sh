@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment at .venv and install aki into it.
 #
-#   bash scripts/setup.sh          aki and what `aki quickstart` needs
+#   bash scripts/setup.sh          aki and what `aki quickstart` needs (the analysis extra)
 #   bash scripts/setup.sh --test   also every extra the test suite needs (dev tools, server, demo,
 #                                  browser, toolkits); this is what CI runs
 #
@@ -11,7 +11,7 @@ set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
 mode=core
-extras=""
+extras="[analysis]"  # the quickstart draws its pictures with spaCy
 for arg in "$@"; do
   case "$arg" in
     --test) mode=test; extras="[test]" ;;

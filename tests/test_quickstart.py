@@ -34,6 +34,9 @@ def test_quickstart_writes_table_json_and_plot(quick_run):
     assert MODES["mma"].label in md and MODES["causal"].label in md
     assert (out / "results.png").stat().st_size > 1000
     assert "aki chat" in output
+    pictures = json.loads((out / "pictures" / "pictures.json").read_text())  # aki.analysis.pictures
+    assert pictures["final_state_difference"]["causal"] == 0.0
+    assert f"{out}/pictures/question_pair.png" in output
 
 
 def test_quickstart_resumes_finished_runs(quick_run):

@@ -4,7 +4,8 @@
   segment kind of key (TEXT, IMAGE, QUERY). Under ``causal`` the QUERY share is 0 by construction;
   under ``mma`` it says how much the trained model actually uses the unlocked path.
 - :func:`question_sensitivity`: how much the image tokens' last hidden states move when only the
-  question changes (0 under ``causal``; the paper's "question-aware image representations").
+  question changes (0 under ``causal``; the paper's "question-aware image representations");
+  :func:`question_sensitivity_per_layer` gives it for every layer.
 """
 
 from __future__ import annotations
@@ -47,16 +48,31 @@ def attention_by_segment(model, processor, images: Sequence, questions: Sequence
 
 
 @torch.no_grad()
+def question_sensitivity_per_layer(model, processor, image, questions: Sequence[str]) -> list[float]:
+    """Per hidden state (index 0: the embeddings, then one per decoder layer; the last is the
+    final state): the mean L2 distance between the image tokens' states under different
+    questions (over image tokens and question pairs), relative to their mean norm.
+
+    Each question is its own forward pass with the image first, so under ``causal`` the image
+    tokens read the same prefix and every entry is exactly 0."""
+    if len(questions) < 2:
+        raise ValueError("question_sensitivity needs at least two questions to compare.")
+    per_question = []
+    for q in questions:
+        batch = processor(text=_prompts(processor, [q]), images=[[image]], return_tensors="pt")
+        hidden = model(**batch, output_hidden_states=True).hidden_states
+        rows = batch["segments"][0] == Segment.IMAGE
+        per_question.append(torch.stack([h[0][rows] for h in hidden]))  # [states, n_image, d]
+    ref = torch.stack(per_question, 1).float()  # [states, Q, n_image, d]
+    n = len(questions)
+    out = []
+    for states in ref:
+        diffs = [(states[i] - states[j]).norm(dim=-1).mean() for i in range(n) for j in range(i + 1, n)]
+        out.append(float(torch.stack(diffs).mean() / states.norm(dim=-1).mean().clamp(min=1e-12)))
+    return out
+
+
 def question_sensitivity(model, processor, image, questions: Sequence[str]) -> float:
     """Mean L2 distance between the image tokens' last hidden states under different questions,
     relative to their mean norm (0 = the image representation ignores the question)."""
-    if len(questions) < 2:
-        raise ValueError("question_sensitivity needs at least two questions to compare.")
-    states = []
-    for q in questions:
-        batch = processor(text=_prompts(processor, [q]), images=[[image]], return_tensors="pt")
-        h = model(**batch, output_hidden_states=True).hidden_states[-1][0]
-        states.append(h[batch["segments"][0] == Segment.IMAGE])
-    ref = torch.stack(states)  # [Q, n_image, d]
-    diffs = [(ref[i] - ref[j]).norm(dim=-1).mean() for i in range(len(states)) for j in range(i + 1, len(states))]
-    return float(torch.stack(diffs).mean() / ref.norm(dim=-1).mean().clamp(min=1e-12))
+    return question_sensitivity_per_layer(model, processor, image, questions)[-1]

@@ -350,6 +350,22 @@ def overlay_heatmap(image, heat: np.ndarray, *, alpha: float = 0.55, cmap: str =
     return Image.blend(base, layer, alpha)
 
 
+def draw_layer_words(ax, result: QuestionWordAttention, *, user_only: bool = False, vmax: float | None = None):
+    """Draw the words' attention share (%) per decoder layer, plus the mean row, on ``ax``
+    (template words in grey italics; ``user_only``: the user's words alone). Returns the image."""
+    keep = [k for k, t in enumerate(result.is_template) if not (user_only and t)]
+    rows = [result.word_scores(layer) for layer in range(result.num_layers)] + [result.word_scores()]
+    matrix = np.stack(rows)[:, keep] * 100
+    im = ax.imshow(matrix, aspect="auto", cmap="Oranges", vmin=0, vmax=vmax)
+    ax.set_xticks(range(len(keep)), [result.words[k] for k in keep], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"layer {k}" for k in range(result.num_layers)] + ["mean"], fontsize=8)
+    for label, k in zip(ax.get_xticklabels(), keep, strict=True):
+        if result.is_template[k]:
+            label.set_fontstyle("italic")
+            label.set_color("#777777")
+    return im
+
+
 def layer_word_figure(result: QuestionWordAttention, *, title: str | None = None):
     """A matplotlib figure: the words' attention share per decoder layer, plus the mean row."""
     import matplotlib
@@ -357,17 +373,10 @@ def layer_word_figure(result: QuestionWordAttention, *, title: str | None = None
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    rows = [result.word_scores(layer) for layer in range(result.num_layers)] + [result.word_scores()]
-    matrix = np.stack(rows) * 100
-    fig = Figure(figsize=(max(4.0, 0.45 * len(result.words) + 1.5), 0.4 * len(rows) + 1.6), layout="constrained")
+    n_rows = result.num_layers + 1
+    fig = Figure(figsize=(max(4.0, 0.45 * len(result.words) + 1.5), 0.4 * n_rows + 1.6), layout="constrained")
     ax = fig.add_subplot()
-    im = ax.imshow(matrix, aspect="auto", cmap="Oranges", vmin=0)
-    ax.set_xticks(range(len(result.words)), result.words, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), [f"layer {k}" for k in range(result.num_layers)] + ["mean"], fontsize=8)
-    for label, is_template in zip(ax.get_xticklabels(), result.is_template, strict=True):
-        if is_template:
-            label.set_fontstyle("italic")
-            label.set_color("#777777")
+    im = draw_layer_words(ax, result)
     fig.colorbar(im, ax=ax, label="% of image-token attention")
     ax.set_title(title or f"Question words read by the image tokens ({result.rule})", fontsize=9)
     return fig
@@ -375,6 +384,7 @@ def layer_word_figure(result: QuestionWordAttention, *, title: str | None = None
 
 __all__ = [
     "QuestionWordAttention",
+    "draw_layer_words",
     "layer_word_figure",
     "overlay_heatmap",
     "perceiver_attention_weights",

@@ -48,6 +48,24 @@ def quickstart(
     example = image[0] if image else "PATH.png"
     typer.echo(f"\nChat with the MMA model:\n  .venv/bin/aki chat {model_dir} --image {example} "
                '"How many circles are there?"')
+    write_pictures(out, seeds[0], settings.data_path)
+
+
+def write_pictures(out: Path, seed: int, data_dir: Path) -> None:
+    """The pictures of what MMA changes (aki.analysis.pictures), for one seed. A failure here is a
+    visible warning with the reason and the command to retry: the results above stay valid."""
+    from aki.cli.pictures import echo_pictures
+
+    mma, causal = out / f"seed{seed}" / "mma" / "final", out / f"seed{seed}" / "causal" / "final"
+    typer.echo("")
+    try:
+        from aki.analysis.pictures import write_mma_pictures
+
+        echo_pictures(write_mma_pictures(mma, causal, data_dir, out))
+    except Exception as err:  # the quickstart's results are written already; never lose them here
+        typer.secho(f"aki quickstart: warning: the pictures were not written ({type(err).__name__}: {err}); the "
+                    f"results above are complete. Retry with: aki pictures --mma {mma} --causal {causal} "
+                    f"--data {data_dir} --out {out}", fg=typer.colors.YELLOW, err=True)
 
 
 def quick_settings(out: Path, fast: bool):
