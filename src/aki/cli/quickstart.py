@@ -33,12 +33,17 @@ def quickstart(
     fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
     pt_steps: int = typer.Option(None, help="override the pre-training steps"),
     sft_steps: int = typer.Option(None, help="override the instruction-tuning steps"),
+    vision_tower: Path = typer.Option(None, "--vision-tower", help="a tower from `aki pretrain-vision` "
+                                      "(default: the one shipped with aki), frozen in both stages"),
+    scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
+                                       "that learns during pre-training"),
 ) -> None:
-    """Synthetic data -> tiny AKI -> causal pre-training -> instruction tuning with causal and with
-    MMA from the same checkpoint -> evaluation -> a table like the paper's Table 1."""
+    """Synthetic data -> tiny AKI with the pretrained, frozen vision tower -> causal pre-training
+    -> instruction tuning with causal and with MMA from the same checkpoint -> evaluation -> a
+    table like the paper's Table 1."""
     from aki.experiments.modes import QUICKSTART_MODES
 
-    settings = quick_settings(out, fast)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower)
     if pt_steps is not None:
         settings.pt_steps = pt_steps
     if sft_steps is not None:
@@ -51,10 +56,22 @@ def quickstart(
                '"How many circles are there?"')
 
 
-def quick_settings(out: Path, fast: bool):
+def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scratch_tower: bool = False):
     from aki.experiments.runner import ExperimentSettings
 
     s = ExperimentSettings(out=str(out))
+    if vision_tower is not None and scratch_tower:
+        typer.echo("aki: error: --vision-tower and --scratch-tower exclude each other; give one.", err=True)
+        raise typer.Exit(2)
+    if scratch_tower:
+        s.vision_tower = None
+    elif vision_tower is not None:
+        s.vision_tower = str(vision_tower)
+    elif s.vision_tower is None:
+        typer.echo("aki: error: the vision tower shipped with aki is missing from this install; make one "
+                   "with `aki pretrain-vision --out DIR` and pass --vision-tower DIR (or --scratch-tower).",
+                   err=True)
+        raise typer.Exit(2)
     if fast:
         s.n_train, s.n_test = 40, 8
         s.pt_steps = s.sft_steps = 3
@@ -68,12 +85,16 @@ def reproduce(
     seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="seeds (the paper averages 3)"),
     modes: list[str] = typer.Option(None, "--mode", help="modes to run (default: all of Table 1 + unlock curve)"),
     fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
+    vision_tower: Path = typer.Option(None, "--vision-tower", help="a tower from `aki pretrain-vision` "
+                                      "(default: the one shipped with aki), frozen in both stages"),
+    scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
+                                       "that learns during pre-training"),
 ) -> None:
     """Every mode (causal, reversed, DOT, MA, CCA, MMA, MMA at 0/10/30/50 % unlock) x seeds, with mean
     and standard deviation; resumable (finished runs are reused)."""
     from aki.experiments.modes import REPRODUCE_MODES
 
-    settings = quick_settings(out, fast)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower)
     _run(settings, list(modes or REPRODUCE_MODES), list(seeds))
 
 

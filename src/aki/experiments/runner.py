@@ -18,6 +18,13 @@ from aki.experiments.modes import Mode
 from aki.experiments.tiny_vlm import TinyVLMSize, build_tiny_vlm
 
 
+def default_tower() -> str | None:
+    """The tower shipped with aki (``aki.vision.PRETRAINED_TOWER``), if it is installed."""
+    from aki.vision import PRETRAINED_TOWER
+
+    return str(PRETRAINED_TOWER) if (PRETRAINED_TOWER / "config.json").is_file() else None
+
+
 @dataclass
 class ExperimentSettings:
     """Budget of one experiment. Defaults: the quickstart (about 10 minutes on 2 CPU cores)."""
@@ -28,10 +35,13 @@ class ExperimentSettings:
     n_test: int = 250
     data_seed: int = 0
     size: TinyVLMSize = field(default_factory=TinyVLMSize)
+    # The project's pretrained tower (``aki pretrain-vision``), frozen in PT and SFT as AKI freezes
+    # SigLIP. None: a random tower that learns in PT (and in SFT unless ``sft_freeze_vision``).
+    vision_tower: str | None = field(default_factory=default_tower)
     pt_steps: int = 600
     sft_steps: int = 600
     batch_size: int = 32
-    # Measured here: at pt_lr 2e-3 the from-scratch tower's features collapse (captions stop depending
+    # Measured with a from-scratch tower: at pt_lr 2e-3 its features collapse (captions stop depending
     # on the image: caption loss with shuffled images equals the real one); 5e-4 keeps them alive.
     pt_lr: float = 5e-4
     sft_lr: float = 1e-3
@@ -93,9 +103,9 @@ def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir:
         order=order,
         batch_size=s.batch_size,
         max_length=s.pt_max_length if stage == "pt" else s.sft_max_length,
-        # No pretrained tower exists offline: the tower learns in PT, then is frozen in SFT as in
-        # the paper (``sft_freeze_vision``), or keeps learning when the budget is too small for PT alone.
-        freeze_vision=stage == "sft" and s.sft_freeze_vision,
+        # A pretrained tower is frozen in both stages, as in the paper; a from-scratch one learns in
+        # PT, then is frozen in SFT only if ``sft_freeze_vision``.
+        freeze_vision=s.vision_tower is not None or (stage == "sft" and s.sft_freeze_vision),
         log_every=max(1, min(25, (s.pt_steps if stage == "pt" else s.sft_steps) // 4)),
         save_every=10**9,
         keep_last_k=1,
@@ -176,7 +186,7 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
         root = out / f"seed{seed}"
         init_dir = root / "init"
         if not (init_dir / "config.json").exists():
-            build_tiny_vlm(s.data_path, s.size, seed=seed, out_dir=init_dir)
+            build_tiny_vlm(s.data_path, s.size, seed=seed, out_dir=init_dir, vision_tower=s.vision_tower)
         for key, order, rule in pt_keys:
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: pre-training ({order}, {rule}) -> {root / key}")

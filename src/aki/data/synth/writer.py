@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing as mp
-import os
 import random
 import shutil
 from collections import Counter
@@ -23,6 +21,7 @@ from aki.data.synth.scenes import (
     sample_scene,
     scene_seed,
 )
+from aki.data.synth.workers import parallel_map
 from aki.prompts import LETTERS
 
 CV_TASKS = {"Count": "2D", "Relation": "2D", "Depth": "3D", "Distance": "3D"}
@@ -52,23 +51,10 @@ def _scene_job(job: tuple[int, str, int, int, int]) -> tuple[Scene, bytes]:
     return s, buf.getvalue()
 
 
-def _map(fn, jobs: list, workers: int) -> list:
-    """``[fn(j) for j in jobs]``, in ``workers`` forked processes when that pays off.
-
-    Every scene is a pure function of its job, so the result (and every byte written from it) is
-    the same for any number of workers. Fork (not spawn): the workers need no imports of their
-    own, and they use only numpy and PIL, never torch, so a parent that has loaded torch is safe.
-    """
-    if workers <= 1 or len(jobs) < 16 * workers or "fork" not in mp.get_all_start_methods():
-        return [fn(j) for j in jobs]
-    with mp.get_context("fork").Pool(workers) as pool:
-        return pool.map(fn, jobs, chunksize=max(16, len(jobs) // (8 * workers)))
-
-
 def _make_scenes(
-    seed: int, split: str, n: int, image_size: int, avoid: set[str], workers: int
+    seed: int, split: str, n: int, image_size: int, avoid: set[str], workers: int | None
 ) -> list[tuple[Scene, bytes]]:
-    out = _map(_scene_job, [(seed, split, i, 0, image_size) for i in range(n)], workers)
+    out = parallel_map(_scene_job, [(seed, split, i, 0, image_size) for i in range(n)], workers)
     for i, (s, _png) in enumerate(out):
         attempt = 0
         while s.signature() in avoid:  # never a test scene equal to a train scene
@@ -339,15 +325,6 @@ def prepare_output(out: Path, overwrite: bool) -> None:
             p.unlink()
 
 
-def default_workers() -> int:
-    """Worker processes for rendering: the CPUs this process may use, at most 4."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(4, n))
-
-
 def generate(
     out: str | Path,
     n_train: int = 2000,
@@ -370,7 +347,6 @@ def generate(
 
     out = Path(out)
     prepare_output(out, overwrite)
-    workers = default_workers() if workers is None else workers
     train_scenes = _make_scenes(seed, "train", n_train, image_size, set(), workers)
     test_scenes = _make_scenes(
         seed, "test", n_test, image_size, {s.signature() for s, _ in train_scenes}, workers
