@@ -46,7 +46,7 @@ def synth(
     typer.echo(f"wrote {out} in {dt:.1f} s ({n / max(dt, 1e-9):.0f} scenes/s)")
     if tr.get("scenes"):
         typer.echo(
-            f"  train: {tr['scenes']} scenes, {tr['pt_captions']} captions, {tr['sft_items']} SFT items, shards {tr['pt_shards']}"
+            f"  train: {tr['scenes']} scenes, {tr['pt_captions']} captions, {tr['sft_items']} SFT items, {len(tr['pt_shards'])} webdataset shards (pt-*.tar)"
         )
     if te.get("scenes"):
         typer.echo(

@@ -177,7 +177,15 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
     out.mkdir(parents=True, exist_ok=True)
     check_same_settings(s)
     (out / "settings.json").write_text(json.dumps(asdict(s), indent=2))
-    ensure_data(s)
+    stages: dict[str, float] = {}  # seconds per stage (a reused stage counts its reuse)
+
+    def timed(name: str, fn, *args):
+        t = time.perf_counter()
+        result = fn(*args)
+        stages[name] = round(time.perf_counter() - t, 1)
+        return result
+
+    timed("data", ensure_data, s)
     pt_keys = sorted({(m.pt_key, m.pt_order, m.pt_rule) for m in modes})
     n_steps = len(seeds) * (len(pt_keys) + 2 * len(modes))
     k = 0
@@ -190,19 +198,21 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
         for key, order, rule in pt_keys:
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: pre-training ({order}, {rule}) -> {root / key}")
-            run_stage(_stage_config(s, stage="pt", init_dir=init_dir, out_dir=root / key, order=order,
-                                    rule=rule, seed=seed))
+            timed(f"seed{seed}/{key}", run_stage, _stage_config(s, stage="pt", init_dir=init_dir,
+                  out_dir=root / key, order=order, rule=rule, seed=seed))
         for m in modes:
             k += 1
             run_dir = root / m.name
             _say(f"[{k}/{n_steps}] seed {seed}: instruction tuning, mode {m.name} ({m.label}) -> {run_dir}")
-            run_stage(_stage_config(s, stage="sft", init_dir=_final(root / m.pt_key), out_dir=run_dir,
-                                    order=m.sft_order, rule=m.sft_rule, seed=seed,
-                                    unlock_fraction=m.unlock_fraction))
+            timed(f"seed{seed}/{m.name}", run_stage, _stage_config(
+                s, stage="sft", init_dir=_final(root / m.pt_key), out_dir=run_dir, order=m.sft_order,
+                rule=m.sft_rule, seed=seed, unlock_fraction=m.unlock_fraction))
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: evaluating {m.name}")
-            results[m.name][seed] = evaluate_run(s, run_dir, m)
-    return {"results": results, "reference": reference_scores(s), "seconds": time.perf_counter() - t0}
+            results[m.name][seed] = timed(f"seed{seed}/{m.name}/eval", evaluate_run, s, run_dir, m)
+    (out / "timings.json").write_text(json.dumps(stages, indent=2))
+    return {"results": results, "reference": reference_scores(s), "seconds": time.perf_counter() - t0,
+            "stage_seconds": stages}
 
 
 REFERENCE_ROW = "image-blind constant answer (reference)"

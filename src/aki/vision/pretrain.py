@@ -196,6 +196,9 @@ def pretrain_vision(cfg: VisionPretrainConfig, command: str | None = None, say=p
     table = probe_table(results)
     say(table)
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line of output per stage, not transformers' shard bar
     tower.save_pretrained(out)
     image_processor.save_pretrained(out)
     probe = {"towers": results, "probe_train_scenes": cfg.probe_train_scenes,

@@ -3,8 +3,9 @@
 Features come from the tower's last layer (what the resampler reads). Each probe is trained on
 the features of one set of scenes and scored on another, never seen by the tower:
 
-- ``colour``, ``shape``, ``size``: a linear classifier per patch, scored on the patches whose
-  pixels are mostly an object (the background is easy and would inflate the score);
+- ``colour``, ``shape``, ``size``: a linear classifier per patch, for the object with the most
+  pixels in the patch, scored on the patches where objects cover at least 1/8 of the pixels (the
+  background is easy and would inflate the score);
 - ``position``: an attentive probe (a learned query per ``colour shape`` name attends over the
   patches; a linear classifier reads the result): which third of the image, horizontally and
   vertically (9 classes), holds the named object, for objects unique by name;
