@@ -24,9 +24,8 @@ from aki.masks import (
     build_additive_mask,
     build_attention_mask,
     build_block_mask,
-    build_mask_mod,
-    render_dense,
-    to_additive,
+    render_mask,
+    rule_mask_function,
 )
 from test_masks_reference import IMAGE, PAD, QUERY, TEXT, Case, cases, library_options, ref_mask
 
@@ -67,7 +66,8 @@ def test_bool_and_additive_agree_through_sdpa(data):
     seg = case.seg()
     dense = build_attention_mask(seg, rule, **options)
     additive = build_additive_mask(seg, rule, **options)
-    assert torch.equal(additive, to_additive(dense))
+    assert torch.equal(additive == 0, dense)
+    assert set(additive[~dense].unique().tolist()) <= {torch.finfo(torch.float32).min}
     q, k, v = _qkv(seg.shape[0], seg.shape[1])
     out_bool = F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
     out_add = F.scaled_dot_product_attention(q, k, v, attn_mask=additive)
@@ -101,23 +101,28 @@ def test_all_pad_row_and_pad_rows_have_no_nan(rule):
     torch.testing.assert_close(out[0], v[0])
 
 
-def test_to_additive_rejects_float_masks():
-    with pytest.raises(TypeError, match="bool"):
-        to_additive(torch.zeros(1, 1, 2, 2))
+def test_render_mask_rejects_unknown_implementations():
+    mod = rule_mask_function(torch.tensor([[0, 1, 2]]), "mma")
+    with pytest.raises(ValueError, match="no mask interface"):
+        render_mask(mod, 1, 3, implementation="paged_magic")
 
 
 @SETTINGS
-@given(data=case_and_rule(), split=st.integers(0, 40))
-def test_render_dense_rows_chunk(data, split):
-    """Rendering a slice of query rows (chunked prefill) gives the same rows as the full mask."""
+@given(data=case_and_rule(), split=st.integers(0, 40), chunk=st.integers(1, 200))
+def test_render_mask_rows_and_chunks(data, split, chunk):
+    """A slice of query rows (q_offset), and rendering in row chunks, give the full mask's rows."""
     case, rule, options = data
     seg = case.seg()
     B, L = seg.shape
     split = min(split, L - 1)
-    mod = build_mask_mod(seg, rule, **options)
-    full = render_dense(mod, B, L)
-    part = render_dense(mod, B, L - split, q_offset=split, kv_length=L)
+    mod = rule_mask_function(seg, rule, **options)
+    full = render_mask(mod, B, L)
+    assert torch.equal(full, build_attention_mask(seg, rule, **options))
+    part = render_mask(mod, B, L - split, q_offset=split, kv_length=L)
     assert torch.equal(part, full[:, :, split:])
+    assert torch.equal(render_mask(mod, B, L, chunk_elements=chunk), full)
+    additive = render_mask(mod, B, L, implementation="eager", dtype=torch.bfloat16, chunk_elements=chunk)
+    assert additive.dtype == torch.bfloat16 and torch.equal(additive == 0, full)
 
 
 # --------------------------------------------------------------------------------------------

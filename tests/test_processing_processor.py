@@ -71,27 +71,27 @@ SINGLE_EXPECTED = {
     "phi3": [
         (f"<s><|system|>\n{DEFAULT_SYSTEM_PROMPT}<|end|>\n<|user|>\n", T),
         ("<image>", I),
-        ("\nWhat is it?<|end|>\n<|assistant|>\n", Q),
-        ("A red cube.<|endoftext|>", A),
+        ("\nWhat is it?<|end|>\n<|assistant|>", Q),
+        ("\nA red cube.<|endoftext|>", A),
     ],
     "llama3": [
         ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n", T),
         ("<image>", I),
-        ("\nWhat is it?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", Q),
-        ("A red cube.<|eot_id|>", A),
+        ("\nWhat is it?<|eot_id|><|start_header_id|>assistant<|end_header_id|>", Q),
+        ("\n\nA red cube.<|eot_id|>", A),
     ],
     "qwen2": [
         ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n", T),
         ("<image>", I),
-        ("\nWhat is it?<|im_end|>\n<|im_start|>assistant\n", Q),
-        ("A red cube.<|im_end|>", A),
+        ("\nWhat is it?<|im_end|>\n<|im_start|>assistant", Q),
+        ("\nA red cube.<|im_end|>", A),
         ("\n", T),
     ],
     "qwen3": [
         ("<|im_start|>user\n", T),
         ("<image>", I),
-        ("\nWhat is it?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", Q),
-        ("A red cube.<|im_end|>", A),
+        ("\nWhat is it?<|im_end|>\n<|im_start|>assistant", Q),
+        ("\n<think>\n\n</think>\n\nA red cube.<|im_end|>", A),
         ("\n", T),
     ],
 }
@@ -110,11 +110,11 @@ def test_multi_turn_segments_phi3(procs):
     batch = proc.encode_conversations([conv], [[RED, BLUE]])
     head = f"<s><|system|>\n{DEFAULT_SYSTEM_PROMPT}<|end|>\n<|user|>\n"
     assert runs(proc, batch) == merged([
-        (head, T), ("<image>", I), ("\nWhat is it?<|end|>\n<|assistant|>\n", Q), ("A red cube.<|endoftext|>", A),
-        # a later turn without an image: its text and assistant header are TEXT
-        ("<|user|>\nAnd the color?<|end|>\n<|assistant|>\n", T), ("Red.<|endoftext|>", A),
+        (head, T), ("<image>", I), ("\nWhat is it?<|end|>\n<|assistant|>", Q), ("\nA red cube.<|endoftext|>", A),
+        # a later turn without an image: its text and assistant marker are TEXT
+        ("<|user|>\nAnd the color?<|end|>\n<|assistant|>", T), ("\nRed.<|endoftext|>", A),
         # a later turn with a new image starts a new prompt block
-        ("<|user|>\n", T), ("<image>", I), ("\nNow?<|end|>\n<|assistant|>\n", Q), ("Blue.<|endoftext|>", A),
+        ("<|user|>\n", T), ("<image>", I), ("\nNow?<|end|>\n<|assistant|>", Q), ("\nBlue.<|endoftext|>", A),
     ])
 
 
@@ -124,40 +124,43 @@ def test_multi_turn_segments_llama3(procs):
     batch = proc.encode_conversations([conv], [[RED]])
     assert runs(proc, batch)[-2:] == [
         ("<|start_header_id|>user<|end_header_id|>\n\nAnd the color?<|eot_id|>"
-         "<|start_header_id|>assistant<|end_header_id|>\n\n", T),
-        ("Red.<|eot_id|>", A),
+         "<|start_header_id|>assistant<|end_header_id|>", T),
+        ("\n\nRed.<|eot_id|>", A),
     ]
 
 
 def test_text_then_image_order(procs):
     proc = procs["qwen3"]
     prompt = proc.apply_chat_template([user("Describe this:", None)])
-    batch = proc(prompt, [RED])
+    batch = proc(images=[RED], text=prompt)
     assert runs(proc, batch) == [
         ("<|im_start|>user\nDescribe this:", T),
         ("<image>", I),
-        ("\n<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", Q),
+        ("\n<|im_end|>\n<|im_start|>assistant", Q),
+        ("\n<think>\n\n</think>\n\n", A),  # the template's lead-in: answer side, not labelled
     ]
+    assert "labels" not in batch
 
 
 def test_no_image_prompt_is_text(procs):
     proc = procs["llama3"]
-    batch = proc(proc.apply_chat_template([{"role": "system", "content": "Be brief."}, user("Hi")]))
-    assert set(batch["segments"][0].tolist()) == {int(Segment.TEXT)}
+    batch = proc(text=proc.apply_chat_template([{"role": "system", "content": "Be brief."}, user("Hi")]))
+    assert runs(proc, batch)[-1] == ("\n\n", A)  # the lead-in after the assistant header
+    assert set(batch["segments"][0, :-2].tolist()) == {int(Segment.TEXT)}
     assert "pixel_values" not in batch and "labels" not in batch
 
 
 def test_several_images_and_pixel_order(procs):
     proc = procs["qwen2"]
-    batch = proc([proc.apply_chat_template([user(None, None, "Same?")]), proc.apply_chat_template([user(None, "x")])],
-                 [[RED, BLUE], [BLUE]])
+    batch = proc(text=[proc.apply_chat_template([user(None, None, "Same?")]), proc.apply_chat_template([user(None, "x")])],
+                 images=[[RED, BLUE], [BLUE]])
     assert runs(proc, batch, 0)[1:] == [
-        ("<image>", I), ("\n", Q), ("<image>", I), ("\nSame?<|im_end|>\n<|im_start|>assistant\n", Q)
+        ("<image>", I), ("\n", Q), ("<image>", I), ("\nSame?<|im_end|>\n<|im_start|>assistant", Q), ("\n", A)
     ]
     pv = batch["pixel_values"]
     assert pv.shape == (3, 3, 16, 16)
-    direct = proc.image_processor([RED, BLUE, BLUE])["pixel_values"]
-    torch.testing.assert_close(pv, direct)
+    direct = proc.image_processor([RED, BLUE, BLUE], return_tensors="pt")["pixel_values"]
+    assert torch.equal(pv, direct)  # RGB images: exactly SigLIP's transform
 
 
 @pytest.mark.parametrize("family", ["phi3", "llama3", "qwen2", "qwen3"])
@@ -218,10 +221,10 @@ def test_image_count_mismatch(procs):
 
 def test_empty_question(procs):
     proc = procs["phi3"]
-    batch = proc(proc.apply_chat_template([user(None, "")]), [RED])
-    assert runs(proc, batch)[-2:] == [("<image>", I), ("\n<|end|>\n<|assistant|>\n", Q)]
-    batch = proc(proc.apply_chat_template([user(None)]), [RED])
-    assert runs(proc, batch)[-1] == ("\n<|end|>\n<|assistant|>\n", Q)
+    batch = proc(images=[RED], text=proc.apply_chat_template([user(None, "")]))
+    assert runs(proc, batch)[-3:] == [("<image>", I), ("\n<|end|>\n<|assistant|>", Q), ("\n", A)]
+    batch = proc(images=[RED], text=proc.apply_chat_template([user(None)]))
+    assert runs(proc, batch)[-2] == ("\n<|end|>\n<|assistant|>", Q)
 
 
 def test_prompt_too_long(procs):
@@ -304,7 +307,8 @@ def test_save_load_round_trip(procs, tmp_path):
     proc = procs["phi3"]
     proc.save_pretrained(tmp_path / "p")
     again = AkiProcessor.from_pretrained(tmp_path / "p")
-    assert again.to_dict() == proc.to_dict() and again.image_processor == proc.image_processor
+    assert again.to_dict() == proc.to_dict()
+    assert again.image_processor.to_dict() == proc.image_processor.to_dict()
     conv = [[user(None, "What is it?"), assistant("A red cube.")], [user("Hm", None), assistant("x")]]
     a = proc.encode_conversations(conv, [[RED], [BLUE]])
     b = again.encode_conversations(conv, [[RED], [BLUE]])

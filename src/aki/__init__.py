@@ -1,4 +1,9 @@
-"""AKI: multimodal LLMs with modality-mutual attention."""
+"""AKI: multimodal LLMs with modality-mutual attention.
+
+``import aki`` registers the ``aki`` model type with transformers' ``AutoConfig``,
+``AutoModelForImageTextToText`` and ``AutoProcessor`` (so it imports torch and transformers): a
+saved aki folder then loads through the Auto classes.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,20 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import aki` stays cheap (no torch/transformers) until a model class is asked for.
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'aki' has no attribute {name!r}")
 
+
+def _register_auto_classes() -> None:
+    """``import aki`` is enough for transformers' Auto classes to load an aki folder: importing
+    the packages registers ``AutoConfig``, ``AutoModelForImageTextToText`` and ``AutoProcessor``."""
+    import aki.model
+    import aki.processing  # noqa: F401
+
+
+_register_auto_classes()
 
 __all__ = ["AkiConfig", "AkiForConditionalGeneration", "AkiProcessor"]

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import torch
 
 from aki.masks import Segment
+from aki.prompts import user_message
 
 KEY_KINDS = {"text": Segment.TEXT, "image": Segment.IMAGE, "query": Segment.QUERY}
 
 
 def _prompts(processor, questions: Sequence[str]) -> list[str]:
-    msgs = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}] for q in questions]
-    return [processor.apply_chat_template(m, add_generation_prompt=True) for m in msgs]
+    return [processor.apply_chat_template([user_message(q)], add_generation_prompt=True) for q in questions]
 
 
 @torch.no_grad()
@@ -28,10 +28,10 @@ def attention_by_segment(model, processor, images: Sequence, questions: Sequence
     """``{"text"|"image"|"query": [mass per layer]}``: mean share of an image token's attention
     (over heads, image tokens and samples) that lands on keys of each kind."""
     batch = processor(text=_prompts(processor, questions), images=[[im] for im in images], return_tensors="pt")
-    impl = model.language_model.config._attn_implementation
+    impl = model.attn_implementation
     model.language_model.set_attn_implementation("eager")  # only eager returns attention weights
     try:
-        out = model(**batch, output_attentions=True)
+        out = model(**batch, output_attentions=True)  # the prompt is read under the model's rule
     finally:
         model.language_model.set_attn_implementation(impl)
     seg = batch["segments"]

@@ -1,4 +1,5 @@
-"""``aki data``: build datasets (``aki data synth``: synthetic vision-centric scenes)."""
+"""``aki data``: build and check datasets (``aki data synth``: synthetic vision-centric scenes;
+``aki data check`` and ``aki data kale`` live in :mod:`aki.cli.datacheck`)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ def synth(
 
 
 def register(app: typer.Typer) -> None:
-    data_app = typer.Typer(help="Build datasets.", no_args_is_help=True)
+    from aki.cli import datacheck
+
+    data_app = typer.Typer(help="Build and check datasets.", no_args_is_help=True)
     data_app.command("synth")(synth)
+    data_app.command("check")(datacheck.check)
+    data_app.command("kale")(datacheck.kale)
     app.add_typer(data_app, name="data")

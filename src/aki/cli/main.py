@@ -1,7 +1,9 @@
 """Entry point of the ``aki`` command.
 
 Subcommands live in sibling modules (``aki/cli/<name>.py``), each exposing ``register(app)``;
-they are discovered here so a new command is one new file.
+they are discovered here so a new command is one new file. Every command is wrapped by
+:mod:`aki.cli.errors`: a failure is one line ``aki <command>: error: ...`` and a non-zero exit;
+``aki --debug ...`` (or ``AKI_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pkgutil
 import typer
 
 import aki.cli as _cli_pkg
+from aki.cli.errors import add_debug_option, install
 
 app = typer.Typer(
     name="aki",
@@ -32,7 +35,9 @@ def _register_all() -> None:
             register(app)
 
 
+add_debug_option(app)
 _register_all()
+install(app)
 
 
 def main() -> None:  # pragma: no cover - thin wrapper

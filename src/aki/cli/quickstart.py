@@ -15,9 +15,8 @@ def _run(settings, mode_names: list[str], seeds: list[int]) -> str:
     try:
         modes = get_modes(mode_names)
         check_same_settings(settings)
-    except ValueError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from err
+    except ValueError as err:  # one line and exit status 2 (aki.cli.errors)
+        raise typer.BadParameter(str(err)) from None
     out = run_experiment(settings, modes, seeds)
     rows = {**out["results"], REFERENCE_ROW: {0: out["reference"]}}
     md = write_report(rows, seeds, Path(settings.out), seconds=out["seconds"])

@@ -67,10 +67,11 @@ def encode_sample(processor, sample: Sample, *, order: str = "I&T", max_length: 
         raise
     except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
         raise BadRecord(f"cannot encode sample from {sample.source!r}: {err}", "malformed") from err
-    keep = feats["attention_mask"][0].bool()
-    ids = feats["input_ids"][0][keep]
-    seg = feats["segments"][0][keep].long()
-    labels = feats["labels"][0][keep] if "labels" in feats else torch.full_like(ids, IGNORE_INDEX)
+    # One sample, so the processor added no padding: take the row as it is (no unpad copy).
+    n = int(feats["attention_mask"].shape[-1])
+    ids = feats["input_ids"][0, :n]
+    seg = feats["segments"][0, :n].long()
+    labels = feats["labels"][0, :n] if "labels" in feats else torch.full_like(ids, IGNORE_INDEX)
     if not bool((labels[1:] != IGNORE_INDEX).any()):
         raise BadRecord(f"sample from {sample.source!r} has no answer tokens to train on", "no_answer")
     if loss_on == "all":
@@ -118,23 +119,89 @@ def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def pack(items: list[Encoded], max_length: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Place whole samples into rows of at most ``max_length`` tokens, first fit (each sample goes
-    to the first row with room, in batch order); ``document_ids`` number the samples within each
-    row (-1 on pads). The images follow the rows' order, so the model's splice sees them in
+def pack(items: list[Encoded], max_length: int, pad_id: int, min_rows: int = 1) -> dict[str, torch.Tensor]:
+    """Place whole samples into as few rows of at most ``max_length`` tokens as possible, with
+    the rows' lengths balanced (longest sample first onto the shortest row: the LPT rule), so
+    padding the rows to the longest one wastes little. ``document_ids`` number the samples within
+    each row (-1 on pads); the images follow the rows' order, so the model's splice sees them in
     marker order. A sample longer than ``max_length`` gets a row of its own."""
-    if not items:
+    rows = pack_rows([len(e) for e in items], max_length, min_rows)
+    return _packed_batch([[items[i] for i in row] for row in rows], pad_id)
+
+
+def pack_rows(lengths: list[int], max_length: int, min_rows: int = 1) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into rows: the fewest rows (at least ``min_rows``, at most
+    one per sample) whose LPT assignment keeps every row within ``max_length``, then balanced
+    further by moving or swapping samples between the longest and the shortest row.
+
+    Written by hand: bin packing is not in PyTorch or transformers (their packers fill rows in
+    stream order, first-fit, and leave the last row short)."""
+    if not lengths:
         raise ValueError("cannot pack an empty batch")
-    rows: list[list[Encoded]] = []
-    used: list[int] = []
-    for e in items:
-        k = next((r for r, u in enumerate(used) if u + len(e) <= max_length), None)
-        if k is None:
-            rows.append([])
-            used.append(0)
-            k = len(rows) - 1
-        rows[k].append(e)
-        used[k] += len(e)
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1; got {max_length}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    long = [i for i in order if lengths[i] > max_length]
+    rest = [i for i in order if lengths[i] <= max_length]
+    n_rows = max(min(min_rows, len(lengths)) - len(long), -(-sum(lengths[i] for i in rest) // max_length), 0)
+    rows: list[list[int]] = []
+    while rest:
+        n_rows = max(n_rows, 1)
+        rows = [[] for _ in range(n_rows)]
+        used = [0] * n_rows
+        for i in rest:
+            r = min(range(n_rows), key=lambda k: (used[k], k))
+            rows[r].append(i)
+            used[r] += lengths[i]
+        if max(used) <= max_length:
+            break
+        n_rows += 1
+    _balance(rows, lengths)
+    return [[i] for i in long] + [r for r in rows if r]
+
+
+def _balance(rows: list[list[int]], lengths: list[int], rounds: int = 200) -> None:
+    """Shrink the longest row: move one sample to the shortest row, or swap a pair between them,
+    whichever brings the two closest to equal; stop when nothing shortens the longest row."""
+    for _ in range(rounds):
+        if len(rows) < 2:
+            return
+        used = [sum(lengths[i] for i in r) for r in rows]
+        hi = max(range(len(rows)), key=lambda k: (used[k], -k))
+        lo = min(range(len(rows)), key=lambda k: (used[k], k))
+        gap = used[hi] - used[lo]
+        best, best_d = None, 0  # best_d: the amount moved from hi to lo, 0 < d < gap
+        for a in rows[hi]:
+            if 0 < lengths[a] < gap and abs(gap - 2 * lengths[a]) < abs(gap - 2 * best_d):
+                best, best_d = (a, None), lengths[a]
+            for b in rows[lo]:
+                d = lengths[a] - lengths[b]
+                if 0 < d < gap and abs(gap - 2 * d) < abs(gap - 2 * best_d):
+                    best, best_d = (a, b), d
+        if best is None:
+            return
+        a, b = best
+        rows[hi].remove(a)
+        rows[lo].append(a)
+        if b is not None:
+            rows[lo].remove(b)
+            rows[hi].append(b)
+
+
+def split_rows(rows: list[list[int]], parts: int) -> list[list[list[int]]]:
+    """``rows`` cut into ``parts`` consecutive groups whose sizes differ by at most one."""
+    if parts < 1 or parts > len(rows):
+        raise ValueError(f"cannot split {len(rows)} rows into {parts} micro-batches")
+    size, extra = divmod(len(rows), parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = start + size + (k < extra)
+        out.append(rows[start:end])
+        start = end
+    return out
+
+
+def _packed_batch(rows: list[list[Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
     L = max(sum(len(e) for e in row) for row in rows)
     batch = collate([_concat(row) for row in rows], pad_id)
     docs = torch.full((len(rows), L), -1, dtype=torch.long)
@@ -148,6 +215,24 @@ def pack(items: list[Encoded], max_length: int, pad_id: int) -> dict[str, torch.
     if pix is not None:
         batch["pixel_values"] = pix
     return batch
+
+
+def micro_batches(items: list[Encoded], parts: int, pad_id: int, pack_length: int | None = None
+                  ) -> list[dict[str, torch.Tensor]]:
+    """One rank's samples of an optimizer step as ``parts`` micro-batches.
+
+    Without packing, samples are sorted by length and cut into ``parts`` equal groups (less
+    padding; the step's loss does not depend on the grouping). With ``pack_length``, all the
+    step's samples are packed together (:func:`pack_rows`, at least one row per micro-batch) and
+    the rows are dealt out to the micro-batches."""
+    if pack_length is None:
+        if len(items) % parts:
+            raise ValueError(f"{len(items)} samples cannot form {parts} equal micro-batches")
+        order = sorted(range(len(items)), key=lambda i: (len(items[i]), i))
+        size = len(items) // parts
+        return [collate([items[i] for i in order[k * size:(k + 1) * size]], pad_id) for k in range(parts)]
+    rows = pack_rows([len(e) for e in items], pack_length, min_rows=parts)
+    return [_packed_batch([[items[i] for i in row] for row in group], pad_id) for group in split_rows(rows, parts)]
 
 
 def _concat(row: list[Encoded]) -> Encoded:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import copy
-
 ORDERS = ("I&T", "T&I", "dot")
 
 
 def reorder_messages(messages: list[dict], order: str) -> list[dict]:
     """Put each user turn's image items before (``I&T``) or after (``T&I``) its text items;
-    the order of items within each kind is kept. Returns a new list."""
+    the order of items within each kind is kept. Returns new message dicts and content lists
+    (the items themselves are shared, never modified: no deep copy per sample)."""
     if order not in ("I&T", "T&I"):
         raise ValueError(f"order must be 'I&T' or 'T&I'; got {order!r}")
-    out = copy.deepcopy(messages)
-    for m in out:
+    out = []
+    for m in messages:
         if m.get("role") != "user" or not isinstance(m.get("content"), list):
+            out.append(m)
             continue
         images = [c for c in m["content"] if c.get("type") == "image"]
         texts = [c for c in m["content"] if c.get("type") != "image"]
-        m["content"] = images + texts if order == "I&T" else texts + images
+        out.append({**m, "content": images + texts if order == "I&T" else texts + images})
     return out
 
 

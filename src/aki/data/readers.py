@@ -25,14 +25,37 @@ TURN_MODES = ("split", "whole")
 @dataclass
 class RecordSource:
     """A named, random-access collection of records; ``source[i]`` builds a Sample or raises
-    :class:`BadRecord`."""
+    :class:`BadRecord`. ``image_files(entry)`` lists an entry's image files without opening
+    them (for ``aki data check``); None where images are not files (webdataset shards)."""
 
     name: str
     entries: Sequence[Any]
     build: Callable[[Any], Sample]
+    image_files: Callable[[Any], list[Path]] | None = None
+    missing_members: Callable[[Any], list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def n_malformed(self) -> int:
+        """Entries already known to be unusable from their annotation alone."""
+        return sum(isinstance(e, BadRecord) for e in self.entries)
+
+    def missing_images(self, i: int) -> list[str]:
+        """The images of record ``i`` that are not there (paths, or shard members)."""
+        entry = self.entries[i]
+        if isinstance(entry, BadRecord):
+            return []
+        if self.missing_members is not None:
+            return self.missing_members(entry)
+        if self.image_files is None:
+            return []
+        try:
+            files = self.image_files(entry)
+        except (BadRecord, KeyError, TypeError, ValueError):
+            return []  # a malformed record: reported when drawn
+        return [str(p) for p in files if not Path(p).is_file()]
 
     def __getitem__(self, i: int) -> Sample:
         entry = self.entries[i]
@@ -85,7 +108,11 @@ def pt_jsonl(path: str | Path, image_root: str | Path | None = None, name: str =
             raise BadRecord(f"caption record lacks an image path or caption: {sorted(rec)}", "malformed")
         return Sample(images=[load_image(_resolve(root, image))], caption=caption.strip())
 
-    return RecordSource(name, _read_json_lines(path), build)
+    def files(rec: Any) -> list[Path]:
+        image = rec.get("image", rec.get("image_path")) if isinstance(rec, dict) else None
+        return [_resolve(root, image)] if isinstance(image, str) else []
+
+    return RecordSource(name, _read_json_lines(path), build, image_files=files)
 
 
 def _index_tar(shard: Path) -> list[dict[str, tuple[int, int]] | BadRecord]:
@@ -133,7 +160,11 @@ def pt_shards(shards: str | Path | Sequence[str | Path], name: str = "pt") -> Re
             raise BadRecord(f"{shard}: empty caption", "malformed")
         return Sample(images=[load_image(read(shard, members[img_ext]))], caption=caption)
 
-    return RecordSource(name, entries, build)
+    def missing(entry: tuple[Path, dict[str, tuple[int, int]]]) -> list[str]:
+        shard, members = entry
+        return [] if any(e in members for e in IMAGE_EXTS) else [f"{shard}: a sample without an image ({sorted(members)})"]
+
+    return RecordSource(name, entries, build, missing_members=missing)
 
 
 def _expand_shards(shards: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -246,4 +277,4 @@ def sft_llava(path: str | Path, image_root: str | Path | None = None, turns: str
             raise BadRecord(f"{n_items} image markers for {len(images)} images", "malformed")
         return Sample(images=[load_image(_resolve(root, i)) for i in images], messages=messages)
 
-    return RecordSource(name, entries, build)
+    return RecordSource(name, entries, build, image_files=lambda e: [_resolve(root, i) for i in e[0]])

@@ -6,12 +6,12 @@ record and counts it, and only a skip *rate* above the configured threshold stop
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from aki.processing import images as processing_images
 from aki.prompts import assistant_message, qa_messages, user_message
 
 
@@ -43,18 +43,17 @@ class Sample:
 
 
 def load_image(src: str | Path | bytes) -> Image.Image:
-    """Open an image fully (decode now, so a corrupt file fails here, not inside a batch) as RGB."""
+    """The project's one image loader (:func:`aki.processing.load_image`: fully decoded now, so a
+    broken file fails here, not inside a batch), its failures as counted skips (:class:`BadRecord`
+    with reason ``missing_image``, ``image_too_large`` or ``corrupt_image``)."""
     try:
-        fh = io.BytesIO(src) if isinstance(src, bytes | bytearray) else open(src, "rb")  # noqa: SIM115
-        with fh:
-            img = Image.open(fh)
-            img.load()
-            return img.convert("RGB")
-    except FileNotFoundError as err:
-        raise BadRecord(f"image not found: {src}", "missing_image") from err
-    except Exception as err:  # PIL raises many types for broken files
-        where = "<bytes>" if isinstance(src, bytes | bytearray) else str(src)
-        raise BadRecord(f"cannot decode image {where}: {err}", "corrupt_image") from err
+        return processing_images.load_image(src)
+    except processing_images.ImageNotFoundError as err:
+        raise BadRecord(str(err), "missing_image") from err
+    except processing_images.ImageTooLargeError as err:
+        raise BadRecord(str(err), "image_too_large") from err
+    except processing_images.ImageLoadError as err:
+        raise BadRecord(str(err), "corrupt_image") from err
 
 
 # The chat-message builders live in aki.prompts (one definition); re-exported for the readers.

@@ -1,9 +1,13 @@
-"""CV-Bench scoring.
+"""CV-Bench scoring, the official way by default.
 
-Official formula: 2D = (accuracy on source ADE20K + accuracy on source COCO) / 2,
-3D = accuracy on source Omni3D, overall = (2D + 3D) / 2. All values are percentages.
+Official (the release's CV-Bench script): the prompt is
+:func:`aki.prompts.options_prompt` (every option line ends with a newline), and a prediction is
+right only if it *is* the answer's letter ("A"; surrounding whitespace ignored). Formula:
+2D = (accuracy on source ADE20K + accuracy on source COCO) / 2, 3D = accuracy on source Omni3D,
+overall = (2D + 3D) / 2. Percentages.
 
-The prediction is free text; :func:`extract_letter` turns it into an option letter.
+``lenient`` repeats the scores with :func:`extract_letter`, which also reads "(A)", "A.", "The
+answer is A" and an option's text: a second, clearly labelled number, never the official one.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import re
 import string
 from collections import defaultdict
 
+from aki.eval.items import BadRow, is_missing
+from aki.prompts import options_prompt
+
 SOURCES_2D = ("ADE20K", "COCO")
 SOURCES_3D = ("Omni3D",)
 LETTERS = string.ascii_uppercase
+MAX_NEW_TOKENS = 16
 
 
 def _norm(text: str) -> str:
@@ -77,8 +85,33 @@ def answer_letter(answer: str) -> str:
     return m.group(0).upper()
 
 
+def official_letter(prediction: str | None, n_choices: int | None = None) -> str | None:
+    """The letter a prediction *is* (official exact match), or None."""
+    text = (prediction or "").strip()
+    valid = LETTERS[: n_choices or 26]
+    return text if len(text) == 1 and text in valid else None
+
+
+def prepare(row: dict) -> dict:
+    if is_missing(row.get("answer")) or not row.get("choices"):
+        raise BadRow(row["where"], "CV-Bench row without answer or choices")
+    try:
+        answer_letter(row["answer"])
+    except ValueError as err:
+        raise BadRow(row["where"], str(err)) from err
+    if is_missing(row.get("source")):
+        raise BadRow(row["where"], "CV-Bench row without a source (ADE20K, COCO or Omni3D)")
+    return row
+
+
+def prompt(row: dict) -> str:
+    """The release's CV-Bench prompt (not the file's own ``prompt`` field)."""
+    return options_prompt(row["question"], row["choices"])
+
+
 def is_correct(row: dict) -> bool:
-    letter = extract_letter(row.get("prediction", ""), row.get("choices"))
+    """Official exact match."""
+    letter = official_letter(row.get("prediction"), len(row.get("choices") or []) or None)
     return letter is not None and letter == answer_letter(row["answer"])
 
 
@@ -86,30 +119,17 @@ def _pct(hits: list[bool]) -> float:
     return 100.0 * sum(hits) / len(hits)
 
 
-def score(rows: list[dict]) -> dict:
-    """Score CV-Bench predictions.
-
-    Rows carry ``source``, ``answer`` ("(A)"), ``prediction`` (free text) and optionally
-    ``choices`` and ``task``. Returns percentages: ``2D``, ``3D``, ``overall``, ``per_source``,
-    ``per_task`` (when rows carry ``task``), plus ``n``, ``n_per_source``, ``unparsed`` (answers
-    with no recognisable letter, counted wrong) and ``notes``. When a source group is missing the
-    score is computed from what exists (2D from the 2D source present; overall from the group
-    present) and ``notes`` says so; a group with no rows at all is None.
-    """
+def _formula(rows: list[dict], letters: list[str | None]) -> dict:
     by_source: dict[str, list[bool]] = defaultdict(list)
     by_task: dict[str, list[bool]] = defaultdict(list)
-    unparsed = 0
-    for r in rows:
-        letter = extract_letter(r.get("prediction", ""), r.get("choices"))
-        unparsed += letter is None
+    for r, letter in zip(rows, letters, strict=True):
         ok = letter is not None and letter == answer_letter(r["answer"])
         by_source[r["source"]].append(ok)
         if r.get("task") is not None:
             by_task[r["task"]].append(ok)
     notes = []
     per_source = {s: _pct(v) for s, v in sorted(by_source.items())}
-    known = set(SOURCES_2D) | set(SOURCES_3D)
-    extra = sorted(set(per_source) - known)
+    extra = sorted(set(per_source) - set(SOURCES_2D) - set(SOURCES_3D))
     if extra:
         notes.append(f"sources outside the official formula (reported, not scored): {extra}")
 
@@ -117,9 +137,8 @@ def score(rows: list[dict]) -> dict:
         have = [per_source[s] for s in sources if s in per_source]
         missing = [s for s in sources if s not in per_source]
         if missing and have:
-            notes.append(
-                f"{name}: no rows for {missing}; {name} is the mean over {[s for s in sources if s in per_source]}"
-            )
+            notes.append(f"{name}: no rows for {missing}; {name} is the mean over "
+                         f"{[s for s in sources if s in per_source]}")
         if not have:
             notes.append(f"{name}: no rows for {list(sources)}; {name} is None")
             return None
@@ -130,17 +149,38 @@ def score(rows: list[dict]) -> dict:
     present = [v for v in (two, three) if v is not None]
     if len(present) == 1:
         notes.append("overall is the only group present, not the mean of 2D and 3D")
-    overall = sum(present) / len(present) if present else None
     out = {
         "2D": two,
         "3D": three,
-        "overall": overall,
+        "overall": sum(present) / len(present) if present else None,
         "per_source": per_source,
         "n": len(rows),
         "n_per_source": {s: len(v) for s, v in sorted(by_source.items())},
-        "unparsed": unparsed,
+        "unparsed": sum(letter is None for letter in letters),
         "notes": notes,
     }
     if by_task:
         out["per_task"] = {t: _pct(v) for t, v in sorted(by_task.items())}
     return out
+
+
+def score(rows: list[dict]) -> dict:
+    """Score CV-Bench predictions.
+
+    Rows carry ``source``, ``answer`` ("(A)"), ``prediction`` and optionally ``choices`` and
+    ``task``. Returns the official numbers (``2D``, ``3D``, ``overall``, ``per_source``,
+    ``per_task``, ``n``, ``n_per_source``, ``unparsed`` = predictions that are not exactly one
+    option letter, ``notes``) and ``lenient``: the same with :func:`extract_letter`. When a source
+    group is missing the score is computed from what exists and ``notes`` says so; a group with no
+    rows at all is None.
+    """
+    official = [official_letter(r.get("prediction"), len(r.get("choices") or []) or None) for r in rows]
+    lenient = [extract_letter(r.get("prediction", ""), r.get("choices")) for r in rows]
+    out = _formula(rows, official)
+    out["scoring"] = "official exact letter match"
+    out["lenient"] = {**_formula(rows, lenient), "scoring": "lenient letter extraction (not official)"}
+    return out
+
+
+def headline(scores: dict) -> dict[str, float | None]:
+    return {"CV-Bench2D": scores.get("2D"), "CV-Bench3D": scores.get("3D")}

@@ -7,7 +7,8 @@ fine-tunes its SFT variants from one PT checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Mode:
     pt_rule: str = "causal"
     sft_order: str = "I&T"
     sft_rule: str = "causal"
-    unlock_fraction: float | None = None
+    sft_rule_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def eval_order(self) -> str:
@@ -43,7 +44,8 @@ MODES: dict[str, Mode] = {
         Mode("cca", "CCA (concentric causal attention)", pt_rule="cca", sft_rule="cca"),
         Mode("mma", "MMA (ours)", sft_rule="mma"),
         *[
-            Mode(f"mma@{int(f * 100)}", f"MMA, {int(f * 100)}% unlocked", sft_rule="mma", unlock_fraction=f)
+            Mode(f"mma@{int(f * 100)}", f"MMA, {int(f * 100)}% unlocked", sft_rule="mma",
+                 sft_rule_options={"unlock_fraction": f})
             for f in (0.0, 0.1, 0.3, 0.5)
         ],
     ]

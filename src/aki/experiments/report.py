@@ -106,7 +106,7 @@ def plot_unlock_curve(table: dict, path: Path, column: str = "CV-Bench overall")
         m = MODES.get(mode)
         if m is None or m.sft_rule != "mma" or row[column]["mean"] is None:
             continue
-        frac = 1.0 if m.unlock_fraction is None else m.unlock_fraction
+        frac = float(m.sft_rule_options.get("unlock_fraction", 1.0))
         points.append((100 * frac, row[column]["mean"], row[column]["std"] or 0.0))
     if len(points) < 2:
         return False

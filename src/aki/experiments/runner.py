@@ -77,7 +77,7 @@ def ensure_data(s: ExperimentSettings) -> Path:
 
 
 def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir: Path, order: str, rule: str,
-                  seed: int, unlock_fraction: float | None = None):
+                  seed: int, rule_options: dict | None = None):
     from aki.training.config import DataConfig, DataSource, ModelInit, TrainConfig
 
     d = s.data_path / "train"
@@ -99,7 +99,7 @@ def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir:
         warmup_steps=s.warmup_steps,
         weight_decay=1e-2 if stage == "pt" else 1e-4,
         attention_rule=rule,
-        unlock_fraction=unlock_fraction,
+        rule_options=dict(rule_options or {}),
         order=order,
         batch_size=s.batch_size,
         max_length=s.pt_max_length if stage == "pt" else s.sft_max_length,
@@ -124,9 +124,22 @@ def run_stage(cfg) -> dict[str, Any]:
     from aki.training import train
 
     if (_final(Path(cfg.output_dir)) / "config.json").exists():
+        reuse_checked(Path(cfg.output_dir))
         _say(f"  reusing {cfg.output_dir} (finished)")
         return {"reused": True}
     return train(cfg, overwrite=True)
+
+
+def reuse_checked(run_dir: Path) -> None:
+    """A finished run is reused only when its ``final/`` loads (aki.pretrained.check_model_folder);
+    a damaged one is named, with the fix: remove the run folder so the rerun redoes it."""
+    from aki.pretrained import check_model_folder
+
+    try:
+        check_model_folder(_final(run_dir))
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"the finished run {str(run_dir)!r} cannot be reused: {err} Remove {str(run_dir)!r} and "
+                           "run the same command again to redo it.") from None
 
 
 def evaluate_run(s: ExperimentSettings, run_dir: Path, mode: Mode) -> dict[str, Any]:
@@ -138,6 +151,7 @@ def evaluate_run(s: ExperimentSettings, run_dir: Path, mode: Mode) -> dict[str, 
     scores_path = run_dir / "eval" / "scores.json"
     if scores_path.exists():
         return json.loads(scores_path.read_text())
+    reuse_checked(run_dir)
     model = AkiForConditionalGeneration.from_pretrained(_final(run_dir)).eval()
     processor = AkiProcessor.from_pretrained(_final(run_dir))
     scores = evaluate(model, processor, s.data_path, batch_size=s.eval_batch_size, max_new_tokens=4,
@@ -206,7 +220,7 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
             _say(f"[{k}/{n_steps}] seed {seed}: instruction tuning, mode {m.name} ({m.label}) -> {run_dir}")
             timed(f"seed{seed}/{m.name}", run_stage, _stage_config(
                 s, stage="sft", init_dir=_final(root / m.pt_key), out_dir=run_dir, order=m.sft_order,
-                rule=m.sft_rule, seed=seed, unlock_fraction=m.unlock_fraction))
+                rule=m.sft_rule, seed=seed, rule_options=m.sft_rule_options))
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: evaluating {m.name}")
             results[m.name][seed] = timed(f"seed{seed}/{m.name}/eval", evaluate_run, s, run_dir, m)

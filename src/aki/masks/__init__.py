@@ -1,9 +1,11 @@
-"""The attention rules: MMA and its baselines, as pure functions of per-token segment labels.
+"""The attention rules: MMA and its baselines, as functions of per-token segment labels.
 
 Everything else in aki asks this package for masks::
 
-    from aki.masks import Segment, build_attention_mask
+    from aki.masks import Segment, build_attention_mask, get_rule
     mask = build_attention_mask(segments, rule="mma")       # bool [B, 1, L, L], True = may attend
+    rule = get_rule("mma")                                  # the Rule object: options, mask functions,
+    or_mask, and_mask = rule.mask_functions(token_layout(segments), unlock_fraction=0.5)
 """
 
 from __future__ import annotations
@@ -11,79 +13,58 @@ from __future__ import annotations
 import torch
 
 from aki.masks.leaks import LeakageError, find_leaks, predicts_from_labels, reachable_max
-from aki.masks.positions import cca_position_ids, position_ids
-from aki.masks.render import render_dense, to_additive, to_block_mask
-from aki.masks.rules import (
-    RULE_OPTIONS,
-    RULES,
-    MaskMod,
-    and_masks,
-    causal_mod,
-    concentric_rings,
-    or_masks,
-    rule_mask_mod,
-)
+from aki.masks.positions import cca_position_ids, sequential_positions
+from aki.masks.render import render_mask
+from aki.masks.rings import concentric_rings
+from aki.masks.rules import RULE_NAMES, RULES, MaskMod, Rule, RuleOption, causal_mask, get_rule
 from aki.masks.segments import Segment, TokenLayout, check_segments, token_layout
 
-RULE_NAMES = tuple(RULES)
 
-
-def _layout(segments, document_ids=None, image_ids=None, modality_ids=None) -> TokenLayout:
-    return token_layout(segments, document_ids=document_ids, image_ids=image_ids, modality_ids=modality_ids)
-
-
-def build_mask_mod(
+def rule_mask_function(
     segments: torch.Tensor,
     rule: str = "mma",
     *,
-    unlock_fraction: float | None = None,
     document_ids: torch.Tensor | None = None,
     image_ids: torch.Tensor | None = None,
     modality_ids: torch.Tensor | None = None,
-    grid: tuple[int, int] | None = None,
+    **rule_options,
 ) -> MaskMod:
-    """The rule's ``mask_mod(b, h, q_idx, kv_idx)`` over these segments (FlexAttention style)."""
-    layout = _layout(segments, document_ids, image_ids, modality_ids)
-    return rule_mask_mod(layout, rule, unlock_fraction=unlock_fraction, grid=grid)
+    """The complete ``mask_mod(b, h, q_idx, kv_idx)`` of ``rule`` over these segments."""
+    the_rule = get_rule(rule)
+    layout = token_layout(segments, document_ids=document_ids, image_ids=image_ids, modality_ids=modality_ids)
+    return the_rule.mask_function(layout, **rule_options)
 
 
-def build_attention_mask(
-    segments: torch.Tensor,
-    rule: str = "mma",
-    *,
-    unlock_fraction: float | None = None,
-    document_ids: torch.Tensor | None = None,
-    image_ids: torch.Tensor | None = None,
-    modality_ids: torch.Tensor | None = None,
-    grid: tuple[int, int] | None = None,
-) -> torch.Tensor:
+def build_attention_mask(segments: torch.Tensor, rule: str = "mma", **options) -> torch.Tensor:
     """Dense bool mask ``[B, 1, L, L]`` (True = may attend) of ``rule`` for SDPA.
 
     ``segments``: ``[B, L]`` :class:`Segment` labels (PAD anywhere: left or right padding).
-    ``document_ids``: packed rows, no attention across documents. ``image_ids``: per-token image
-    index when images touch. ``modality_ids``: extra modalities for ``mma-general``. ``grid``:
-    the image token grid for ``cca``. ``unlock_fraction``: partial MMA (``mma`` only).
-    A PAD query sees only itself, so no attention row is empty (no NaN).
+    Keyword options: ``document_ids`` (packed rows, no attention across documents), ``image_ids``
+    (per-token image index when images touch), ``modality_ids`` (extra modalities for
+    ``mma-general``), and the rule's own options (``unlock_fraction`` for ``mma``, ``grid`` for
+    ``cca``). A PAD query sees only itself, so no attention row is empty (no NaN).
     """
-    segments = check_segments(segments)
-    mod = build_mask_mod(segments, rule, unlock_fraction=unlock_fraction, document_ids=document_ids,
-                         image_ids=image_ids, modality_ids=modality_ids, grid=grid)
-    B, L = segments.shape
-    return render_dense(mod, B, L, segments.device)
+    mod = rule_mask_function(segments, rule, **options)
+    B, L = check_segments(segments).shape
+    return render_mask(mod, B, L, implementation="sdpa", device=torch.as_tensor(segments).device)
 
 
 def build_additive_mask(segments: torch.Tensor, rule: str = "mma", *, dtype: torch.dtype = torch.float32,
                         **options) -> torch.Tensor:
     """Additive float mask ``[B, 1, L, L]`` (0 / dtype min) of ``rule`` for eager attention."""
-    return to_additive(build_attention_mask(segments, rule, **options), dtype)
+    mod = rule_mask_function(segments, rule, **options)
+    B, L = check_segments(segments).shape
+    return render_mask(mod, B, L, implementation="eager", dtype=dtype, device=torch.as_tensor(segments).device)
 
 
 def build_block_mask(segments: torch.Tensor, rule: str = "mma", *, block_size: int = 128, **options):
-    """FlexAttention ``BlockMask`` of ``rule`` for the flex backend."""
-    segments = check_segments(segments)
-    mod = build_mask_mod(segments, rule, **options)
-    B, L = segments.shape
-    return to_block_mask(mod, B, L, segments.device, block_size=block_size)
+    """FlexAttention ``BlockMask`` of ``rule`` (block-sparse: skipped tiles cost nothing on GPU)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    mod = rule_mask_function(segments, rule, **options)
+    B, L = check_segments(segments).shape
+    return create_block_mask(mod, B=B, H=None, Q_LEN=L, KV_LEN=L, device=torch.as_tensor(segments).device,
+                             BLOCK_SIZE=block_size)
 
 
 def build_position_ids(
@@ -92,15 +73,12 @@ def build_position_ids(
     *,
     document_ids: torch.Tensor | None = None,
     image_ids: torch.Tensor | None = None,
-    grid: tuple[int, int] | None = None,
+    **rule_options,
 ) -> torch.Tensor:
     """Position ids ``[B, L]`` that go with ``rule``: per-document, left-padding aware; CCA's rings."""
-    layout = _layout(segments, document_ids, image_ids)
-    if rule == "cca":
-        return cca_position_ids(layout, grid)
-    if rule not in RULES:
-        raise ValueError(f"unknown attention rule {rule!r}; choose one of {sorted(RULES)}.")
-    return position_ids(layout)
+    the_rule = get_rule(rule)
+    layout = token_layout(segments, document_ids=document_ids, image_ids=image_ids)
+    return the_rule.position_ids(layout, **rule_options)
 
 
 def check_no_leaks(segments: torch.Tensor, predicts: torch.Tensor, rule: str = "mma", **options) -> None:
@@ -123,29 +101,27 @@ def check_no_leaks(segments: torch.Tensor, predicts: torch.Tensor, rule: str = "
 __all__ = [
     "RULES",
     "RULE_NAMES",
-    "RULE_OPTIONS",
     "LeakageError",
     "MaskMod",
+    "Rule",
+    "RuleOption",
     "Segment",
     "TokenLayout",
-    "and_masks",
     "build_additive_mask",
     "build_attention_mask",
     "build_block_mask",
-    "build_mask_mod",
     "build_position_ids",
-    "causal_mod",
+    "causal_mask",
     "cca_position_ids",
     "check_no_leaks",
     "check_segments",
     "concentric_rings",
     "find_leaks",
-    "or_masks",
-    "position_ids",
+    "get_rule",
     "predicts_from_labels",
     "reachable_max",
-    "render_dense",
-    "to_additive",
-    "to_block_mask",
+    "render_mask",
+    "rule_mask_function",
+    "sequential_positions",
     "token_layout",
 ]

@@ -1,10 +1,14 @@
-"""Position ids that go with the rules: per-document restarts, left padding, CCA's rings."""
+"""Position ids that go with the rules: per-document restarts, left padding, CCA's rings.
+
+Every function is tensor ops only (no read-back from the device), so the model can call them on
+its hot path.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from aki.masks.rules import concentric_rings
+from aki.masks.rings import concentric_rings, largest_ring, resolve_grid
 from aki.masks.segments import Segment, TokenLayout
 
 
@@ -17,19 +21,20 @@ def _restart_per_document(steps: torch.Tensor, layout: TokenLayout) -> torch.Ten
     return before - offset
 
 
-def position_ids(layout: TokenLayout) -> torch.Tensor:
+def sequential_positions(layout: TokenLayout) -> torch.Tensor:
     """0, 1, 2, ... over real tokens, restarting per document; PAD tokens get 0 (never seen)."""
     steps = layout.valid.long()
     pos = _restart_per_document(steps, layout)
     return torch.where(layout.valid, pos, torch.zeros_like(pos))
 
 
-def cca_position_ids(layout: TokenLayout, grid: tuple[int, int] | None = None) -> torch.Tensor:
+def cca_position_ids(layout: TokenLayout, grid=None) -> torch.Tensor:
     """CCA positions: an image's tokens share one position per ring (outer ring first).
 
     Text advances by one per token; an image that starts at position p gives ring r position
     p + r, and the token after it continues at p + (largest ring) + 1.
     """
+    grid = resolve_grid(layout, grid)
     rings = concentric_rings(layout, grid)
     is_image = layout.segments == Segment.IMAGE
     # Each image advances the position by (its largest ring + 1), charged to its last token.
@@ -41,18 +46,10 @@ def cca_position_ids(layout: TokenLayout, grid: tuple[int, int] | None = None) -
         value=False,
     )
     last_of_image = is_image & ~nxt_same
-    # largest ring of each image = ring of its centre; rings grow then shrink in raster order,
-    # so take the running max within the image and read it at the image's last token.
-    ring_max = _running_max_within_image(rings, layout)
     steps = torch.where(is_image, torch.zeros_like(rings), layout.valid.long())
-    steps = torch.where(last_of_image, ring_max + 1, steps)
+    steps = torch.where(last_of_image, torch.full_like(steps, largest_ring(grid) + 1), steps)
     pos = _restart_per_document(steps, layout) + torch.where(is_image, rings, torch.zeros_like(rings))
     return torch.where(layout.valid, pos, torch.zeros_like(pos))
 
 
-def _running_max_within_image(rings: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-    # Offsetting each image by a large per-image constant makes a row-wide cummax stay inside it.
-    big = int(rings.max().clamp(min=0)) + 2
-    image_index = torch.cumsum((layout.image_rank == 0).long(), dim=-1)
-    keyed = torch.where(rings >= 0, rings + image_index * big, torch.zeros_like(rings))
-    return torch.where(rings >= 0, torch.cummax(keyed, dim=-1).values - image_index * big, rings)
+__all__ = ["cca_position_ids", "sequential_positions"]

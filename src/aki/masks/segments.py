@@ -58,14 +58,19 @@ class TokenLayout:
     """0-based index of an IMAGE token among the row's IMAGE tokens (for unlock_fraction)."""
     query_rank_in_row: torch.Tensor
     """0-based index of a QUERY token among the row's QUERY tokens (for unlock_fraction)."""
+    tokens_per_image: int | None = None
+    """How many tokens every image has, when the caller knows it (the model: its resampler's
+    latents). Lets CCA find its grid without reading the layout back from the device."""
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.segments.shape)  # type: ignore[return-value]
 
 
-def check_segments(segments: torch.Tensor) -> torch.Tensor:
-    """Validate a segment tensor and return it as a 2-D long tensor."""
+def check_segments(segments: torch.Tensor, check_values: bool = True) -> torch.Tensor:
+    """Validate a segment tensor and return it as a 2-D long tensor.
+
+    ``check_values=False`` checks only shape and dtype (no read-back from the device)."""
     if not isinstance(segments, torch.Tensor):
         segments = torch.as_tensor(segments)
     if segments.dim() == 1:
@@ -78,7 +83,7 @@ def check_segments(segments: torch.Tensor) -> torch.Tensor:
     if segments.dtype.is_floating_point or segments.dtype == torch.bool:
         raise TypeError(f"segments must be an integer tensor of Segment labels; got {segments.dtype}.")
     segments = segments.long()
-    if segments.numel() and (segments.min() < Segment.PAD or segments.max() > Segment.ANSWER):
+    if check_values and segments.numel() and (segments.min() < Segment.PAD or segments.max() > Segment.ANSWER):
         bad = sorted(set(segments.unique().tolist()) - {int(s) for s in Segment})
         raise ValueError(
             f"segments contain unknown labels {bad}; use aki.masks.Segment values "
@@ -106,6 +111,8 @@ def token_layout(
     document_ids: torch.Tensor | None = None,
     image_ids: torch.Tensor | None = None,
     modality_ids: torch.Tensor | None = None,
+    tokens_per_image: int | None = None,
+    validate: bool = True,
 ) -> TokenLayout:
     """Derive the per-token tensors the rules use from segment labels.
 
@@ -113,8 +120,11 @@ def token_layout(
     with no token between them; otherwise each contiguous run of IMAGE tokens is one image).
     ``modality_ids``: optional per-token modality for ``mma-general`` (e.g. 2 for audio);
     defaults to text (TEXT, QUERY, ANSWER) = 0 and image = 1.
+    ``validate=False`` skips the check of the label values (it reads them back from the device):
+    for the model's hot path, whose segments come from the processor. Every step is a tensor op,
+    so the layout is built without a host sync.
     """
-    segments = check_segments(segments)
+    segments = check_segments(segments, check_values=validate)
     B, L = segments.shape
     device = segments.device
     valid = segments != Segment.PAD
@@ -171,6 +181,7 @@ def token_layout(
         modality=modality,
         image_rank_in_row=image_rank_in_row,
         query_rank_in_row=query_rank_in_row,
+        tokens_per_image=tokens_per_image,
     )
 
 

@@ -9,13 +9,14 @@ checkpoint was trained under it.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from aki.masks import RULE_NAMES
+from aki.masks import RULE_NAMES, Rule, get_rule
 
 # The paper's AKI-4B vision tower (google/siglip-so400m-patch14-384), used when none is given.
 SIGLIP_SO400M_384 = {
@@ -72,8 +73,9 @@ class AkiConfig(PretrainedConfig):
         text_config: any causal-LM config (Llama 3.x, Phi-3/3.5, Qwen2.5, Qwen3, ...); Llama by default.
         image_token_id: id of ``<image>``; the processor expands each marker to ``num_latents`` copies.
         attention_rule: how the decoder reads the prompt (``aki.masks.RULE_NAMES``).
-        unlock_fraction: partial MMA (rule ``mma`` only); None = full.
-        cca_grid: ``(h, w)`` token grid for the ``cca`` rule; None = square root of ``num_latents``.
+        rule_options: the rule's options, validated by the rule (``{"unlock_fraction": 0.3}`` for
+            ``mma``, ``{"grid": [12, 12]}`` for ``cca``). Configs saved with the old top-level
+            ``unlock_fraction`` / ``cca_grid`` keys load into it.
         freeze_vision: keep the vision tower frozen and run it under ``no_grad`` (as in the paper).
         vision_feature_layer: -1 = the tower's ``last_hidden_state`` (after its final LayerNorm, as in
             AKI); any other index takes ``hidden_states[i]`` (before that LayerNorm).
@@ -93,26 +95,32 @@ class AkiConfig(PretrainedConfig):
     text_config: dict | PretrainedConfig | None = None
     image_token_id: int = 32000
     attention_rule: str = "mma"
-    unlock_fraction: float | None = None
-    cca_grid: list[int] | None = None
+    rule_options: dict | None = None
     freeze_vision: bool = True
     vision_feature_layer: int = -1
     lm_head_bias: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        # Configs saved before rule_options had the rule's options as top-level keys.
+        legacy = {"unlock_fraction": kwargs.pop("unlock_fraction", None), "grid": kwargs.pop("cca_grid", None)}
         super().__post_init__(**kwargs)
         self.resampler_config = AkiResamplerConfig.from_any(self.resampler_config)
-        if self.attention_rule not in RULE_NAMES:
-            raise ValueError(f"attention_rule must be one of {RULE_NAMES}; got {self.attention_rule!r}.")
-        if self.unlock_fraction is not None and self.attention_rule != "mma":
-            raise ValueError("unlock_fraction applies to attention_rule='mma' only.")
+        options = dict(self.rule_options or {})
+        takes = get_rule(self.attention_rule).option_names if self.attention_rule in RULE_NAMES else ()
+        for key, value in legacy.items():
+            if value is None:
+                continue
+            if key in takes:
+                options.setdefault(key, value)
+            else:  # the old code ignored it too (cca_grid under another rule)
+                warnings.warn(f"ignoring the saved option {key}={value!r}: rule {self.attention_rule!r} does not "
+                              "take it.", stacklevel=2)
+        self.set_rule(self.attention_rule, options)
         if self.resampler_config.dim in (0, None):
             self.resampler_config.dim = self.vision_config.hidden_size
         if self.resampler_config.output_dim in (0, None):
             self.resampler_config.output_dim = self.text_config.hidden_size
-        if self.cca_grid is not None:
-            self.cca_grid = [int(x) for x in self.cca_grid]
         self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", False))
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,13 +134,20 @@ class AkiConfig(PretrainedConfig):
         """How many LLM tokens one image becomes (the resampler's latents)."""
         return int(self.resampler_config.num_latents)
 
-    def mask_options(self) -> dict:
-        """Keyword options of the configured rule for ``aki.masks`` builders."""
-        if self.attention_rule == "mma" and self.unlock_fraction is not None:
-            return {"unlock_fraction": self.unlock_fraction}
-        if self.attention_rule == "cca" and self.cca_grid is not None:
-            return {"grid": tuple(self.cca_grid)}
-        return {}
+    @property
+    def rule(self) -> Rule:
+        """The :class:`aki.masks.Rule` the decoder reads prompts with."""
+        return get_rule(self.attention_rule)
+
+    def set_rule(self, attention_rule: str, rule_options: dict | None = None) -> None:
+        """Switch the rule (and its options), validating both: a bad option fails here, not at
+        the first forward pass. Options stay as given (JSON-friendly) in ``rule_options``."""
+        if attention_rule not in RULE_NAMES:
+            raise ValueError(f"attention_rule must be one of {RULE_NAMES}; got {attention_rule!r}.")
+        options = {k: v for k, v in dict(rule_options or {}).items() if v is not None}
+        get_rule(attention_rule).check_options(options)
+        self.attention_rule = attention_rule
+        self.rule_options = options
 
 
 def _register() -> None:

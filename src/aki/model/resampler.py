@@ -84,7 +84,10 @@ class PerceiverResampler(nn.Module):
         latents = self.latents.to(media.dtype).unsqueeze(0).expand(media.shape[0], -1, -1)
         for layer in self.layers:
             latents = layer(media, latents)
-        return self.projection(self.norm(latents))
+        # A biased Linear on a 3D input returns a view of its 2D result, and a module output that
+        # is a view makes FSDP2 warn (an in-place op on it would skip the unit's backward hook).
+        # Adding the bias separately gives a fresh tensor; same weights, same math.
+        return F.linear(self.norm(latents), self.projection.weight) + self.projection.bias
 
 
 # Official (open_flamingo-style Sequential) names -> ours, inside one resampler layer.

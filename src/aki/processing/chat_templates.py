@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aki.processing.families import END_OF_CHUNK_TOKEN, IMAGE_TOKEN, normalize_family
+from aki.constants import END_OF_CHUNK_TOKEN, IMAGE_TOKEN
+from aki.processing.families import normalize_family
 
 DEFAULT_SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -162,9 +163,14 @@ def render_chat(
     chat_template: str,
     *,
     add_generation_prompt: bool = False,
+    continue_final_message: bool = False,
     special_tokens: Mapping[str, str | None] | None = None,
 ) -> str:
-    """Render one conversation with a Jinja chat template (transformers' sandboxed renderer)."""
+    """Render one conversation with a Jinja chat template (transformers' sandboxed renderer).
+
+    ``continue_final_message``: end the text inside the last (assistant) message, without its
+    end-of-turn, so generation continues it (a prefilled answer).
+    """
     from transformers.utils.chat_template_utils import render_jinja_template
 
     kwargs = {k: v for k, v in (special_tokens or {}).items() if v is not None}
@@ -172,6 +178,7 @@ def render_chat(
         conversations=[list(messages)],
         chat_template=chat_template,
         add_generation_prompt=add_generation_prompt,
+        continue_final_message=continue_final_message,
         **kwargs,
     )
     return rendered[0]

@@ -1,5 +1,6 @@
-"""Training: typed configs, the data stream, the loop (FSDP2 when launched by torchrun),
-atomic checkpoints with exact resumption, and the leakage guard."""
+"""Training: typed configs, the DataLoader stream of steps, the loop (FSDP2 when launched by
+torchrun, fp32 master weights under bf16 compute), atomic sharded (DCP) checkpoints that resume
+exactly on any world size, and the leakage guard."""
 
 from aki.training.config import ConfigError, TrainConfig, load_config
 from aki.training.pipeline import SkipRateError

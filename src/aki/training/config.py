@@ -16,20 +16,30 @@ from typing import Any
 
 import yaml
 
-from aki.masks import RULE_NAMES
+from aki.masks import RULE_NAMES, get_rule
 
 STAGES = ("pt", "sft")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-pure")
+"""``auto``: bf16 compute where the device has it (CUDA), else fp32; ``fp32``; ``bf16``: fp32 master
+weights with bf16 compute (autocast, and FSDP2 bf16 parameters with fp32 gradient reduction);
+``bf16-pure``: bf16 weights (AdamW then drops updates below bf16's resolution; warned)."""
+WEIGHT_DTYPES = ("float32", "bfloat16")
+PACK_SAMPLES = 4
 
 
 class ConfigError(ValueError):
-    """A config that cannot run (unknown key, bad value, wrong type)."""
+    """A config that cannot run (unknown key, bad value, wrong type). The CLI exits with status 2."""
+
+    exit_code = 2
 
 
 @dataclass
 class ModelInit:
     """Where the model comes from: exactly one of ``tiny`` (a preset of aki.testing.tiny_model),
     ``from_dir`` (a previous stage's output dir or any save_pretrained dir), or ``vision`` + ``llm``
-    (pretrained component ids or folders)."""
+    (pretrained component ids or folders). ``dtype`` is the dtype the weights are loaded, trained
+    and saved in (every stage): ``float32`` (the default: fp32 master weights, whatever the compute
+    precision) or ``bfloat16`` (only with ``precision: bf16-pure``)."""
 
     tiny: str | None = None
     from_dir: str | None = None
@@ -55,15 +65,19 @@ class DataSource:
 @dataclass
 class DataConfig:
     """Training data: sources (weighted mixture), turns splitting (``split``/``whole``), packing
-    (rows of ``pack_length`` tokens; default max_length plus one image's extra tokens),
-    augmentation, and the synthetic set to generate when ``synth_dir`` is missing (offline
-    tiny presets)."""
+    (each rank's samples of a step packed into balanced rows of at most ``pack_length`` tokens;
+    default ``PACK_SAMPLES`` x (max_length + one image's extra tokens)), label-safe augmentation
+    (aki.data.augment), DataLoader workers (``num_workers``: None = one per spare CPU core, at most
+    4; 0 = in the training process) and their ``prefetch_factor``, and the synthetic set to generate
+    when ``synth_dir`` is missing (offline tiny presets)."""
 
     sources: list[DataSource] = field(default_factory=list)
     turns: str = "split"
     packing: bool = False
     pack_length: int | None = None
     augment: bool = True
+    num_workers: int | None = None
+    prefetch_factor: int = 4
     synth_dir: str | None = None
     synth_scenes: int = 200
     synth_seed: int = 0
@@ -87,7 +101,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     attention_rule: str | None = None
-    unlock_fraction: float | None = None
+    rule_options: dict[str, Any] = field(default_factory=dict)
     order: str = "I&T"
     batch_size: int = 192
     micro_batch_size: int | None = None
@@ -110,6 +124,11 @@ class TrainConfig:
     num_threads: int | None = None
 
     # ------------------------------------------------------------------ derived
+    @property
+    def weights_dtype(self) -> str:
+        """The dtype the weights are loaded, trained and saved in."""
+        return self.init.dtype or ("bfloat16" if self.precision == "bf16-pure" else "float32")
+
     @property
     def rule(self) -> str:
         """The attention rule: the configured one, else causal in PT and MMA in SFT (the paper)."""
@@ -145,14 +164,29 @@ class TrainConfig:
 
         need(self.stage in STAGES, f"stage must be one of {STAGES}; got {self.stage!r}")
         need(self.rule in RULE_NAMES, f"attention_rule must be one of {RULE_NAMES}; got {self.rule!r}")
-        need(self.unlock_fraction is None or (self.rule == "mma" and 0 <= self.unlock_fraction <= 1),
-             "unlock_fraction must be in [0, 1] and needs attention_rule: mma")
+        if self.rule in RULE_NAMES:
+            try:
+                get_rule(self.rule).check_options(self.rule_options)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"rule_options: {err}") from None
         need(self.order in ORDERS, f"order must be one of {ORDERS}; got {self.order!r}")
         need(self.data.turns in TURN_MODES, f"data.turns must be one of {TURN_MODES}; got {self.data.turns!r}")
         need(self.loss_on in LOSS_ON, f"loss_on must be one of {LOSS_ON}; got {self.loss_on!r}")
         need(self.caption_segment in CAPTION_SEGMENTS,
              f"caption_segment must be one of {CAPTION_SEGMENTS}; got {self.caption_segment!r}")
-        need(self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16; got {self.precision!r}")
+        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        need(self.init.dtype in (None, *WEIGHT_DTYPES),
+             f"init.dtype must be one of {WEIGHT_DTYPES} (or left out); got {self.init.dtype!r}")
+        need(not (self.init.dtype == "bfloat16" and self.precision != "bf16-pure"),
+             "init.dtype=bfloat16 would train pure-bf16 weights, and AdamW updates smaller than bf16's "
+             "resolution are lost; use precision: bf16 (fp32 master weights, bf16 compute) and leave init.dtype "
+             "out, or set precision: bf16-pure to train bf16 weights on purpose")
+        need(not (self.init.dtype == "float32" and self.precision == "bf16-pure"),
+             "precision: bf16-pure trains bfloat16 weights but init.dtype is float32; drop init.dtype or use "
+             "precision: bf16 (fp32 master weights, bf16 compute)")
+        need(self.data.num_workers is None or self.data.num_workers >= 0, "data.num_workers must be >= 0")
+        need(self.data.prefetch_factor >= 1, "data.prefetch_factor must be >= 1")
+        need(self.data.pack_length is None or self.data.pack_length > 1, "data.pack_length must be > 1")
         need(self.max_steps > 0 and self.batch_size > 0 and self.max_length > 1, "max_steps, batch_size, max_length must be positive")
         need(self.log_every > 0 and self.save_every > 0 and self.keep_last_k >= 1,
              "log_every, save_every must be > 0 and keep_last_k >= 1")
@@ -254,7 +288,19 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"--set expects key=value; got {item!r}")
     key, _, text = item.partition("=")
-    return key.strip().split("."), yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)}); quote it "
+                          "(--set 'key=\"text\"') or fix the brackets") from None
+    return key.strip().split("."), value
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one short phrase: what, and where (line and column)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -277,8 +323,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Relative data paths and output_dir stay relative to the working directory."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; "
+                              "pass a YAML training config (examples in configs/).")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            why = _yaml_problem(err) if isinstance(err, yaml.YAMLError) else "it is not UTF-8 text"
+            raise ConfigError(f"{str(path)!r} is not valid YAML ({why}); fix the file (examples in configs/).") \
+                from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")
         data.update(loaded)

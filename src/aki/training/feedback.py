@@ -83,6 +83,12 @@ class Feedback:
 
 
 def _fmt(v: Any) -> str:
+    """A number for the progress bar: 4 significant digits (``loss=5.669``, ``lr=0.000165``),
+    whole numbers from 1000 on (``tok_s=2968``), exponent notation only for tiny values."""
     if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.4f}".rstrip("0").rstrip(".")
+        if not math.isfinite(v) or v == 0:
+            return str(v)
+        if abs(v) >= 1000:
+            return f"{v:.0f}"
+        return f"{v:.3g}" if abs(v) < 1e-4 else f"{v:.4g}"
     return str(v)

@@ -1,34 +1,18 @@
-"""The training data stream: config sources -> weighted mixture -> augmented, encoded samples ->
-padded or packed micro-batches, with every bad record skipped and counted.
-
-The stream's only state is the mixture sampler's counters (augmentation is seeded by the draw
-index), so a checkpoint restores it exactly.
-"""
+"""From a config's data section to this rank's stream of training steps (aki.data.loader): the
+sources, the worker count, the packing length. The stream's only state is the next step."""
 
 from __future__ import annotations
 
-import random
-from collections import Counter
+import inspect
+import os
 from pathlib import Path
 from typing import Any
 
-from aki.data import (
-    FORMATS,
-    BadRecord,
-    MixtureSampler,
-    RecordSource,
-    augment,
-    pt_jsonl,
-    pt_shards,
-    sft_llava,
-)
-from aki.data.batching import Encoded, collate, encode_sample, pack
-from aki.training.config import ConfigError, DataSource, TrainConfig
+from aki.data import FORMATS, RecordSource, pt_jsonl, pt_shards, sft_llava
+from aki.data.loader import SkipRateError, StepStream, StreamOptions
+from aki.training.config import PACK_SAMPLES, ConfigError, DataSource, TrainConfig
 
-
-class SkipRateError(RuntimeError):
-    """Too much of the data is unusable: the run stops instead of training on what is left."""
-
+__all__ = ["SkipRateError", "build_sources", "build_stream", "ensure_synth", "num_workers", "pack_length"]
 
 GENERIC = {"pt_jsonl": pt_jsonl, "pt_shards": pt_shards, "sft_llava": sft_llava}
 
@@ -44,21 +28,29 @@ def ensure_synth(cfg: TrainConfig, is_main: bool = True) -> None:
 
 
 def build_source(src: DataSource, cfg: TrainConfig, seed: int) -> RecordSource:
-    """One configured source -> its reader."""
+    """One configured source -> its reader (its ``options`` checked against the reader's own)."""
     opts: dict[str, Any] = dict(src.options)
     if src.name:
         opts.setdefault("name", src.name)
-    if src.format in GENERIC:
-        if src.format == "sft_llava":
-            opts.setdefault("turns", cfg.data.turns)
-        return GENERIC[src.format](src.path, **opts)
-    if src.format in FORMATS:
-        if src.format == "llava150k":
-            opts.setdefault("turns", cfg.data.turns)
-        if src.format == "aokvqa":
-            opts.setdefault("seed", seed)
-        return FORMATS[src.format](src.path, **opts)
-    raise ConfigError(f"unknown data format {src.format!r}; choose one of {sorted([*GENERIC, *FORMATS])}")
+    readers = {**GENERIC, **FORMATS}
+    if src.format not in readers:
+        raise ConfigError(f"unknown data format {src.format!r}; choose one of {sorted(readers)}")
+    reader = readers[src.format]
+    if src.format in ("sft_llava", "llava150k"):
+        opts.setdefault("turns", cfg.data.turns)
+    if src.format == "aokvqa":
+        opts.setdefault("seed", seed)
+    known = [p for p in inspect.signature(reader).parameters if p not in ("path", "root", "shards")]
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise ConfigError(f"data source {src.name or src.path!r}: option {unknown[0]!r} is not known to the "
+                          f"{src.format} reader; its options are {known} (see docs/data.md)")
+    try:
+        return reader(src.path, **opts)
+    except FileNotFoundError as err:
+        raise ConfigError(f"data source {src.name or src.format!r} ({src.format}, path {src.path!r}): {err}; "
+                          "lay the files out as docs/data.md shows, or fix the path (aki data check CONFIG "
+                          "reports every source)") from err
 
 
 def build_sources(cfg: TrainConfig) -> tuple[list[RecordSource], list[float]]:
@@ -72,66 +64,118 @@ def build_sources(cfg: TrainConfig) -> tuple[list[RecordSource], list[float]]:
     return sources, weights
 
 
-class DataStream:
-    """Draws, loads, augments and encodes samples; builds micro-batches; counts skips."""
+def num_workers(cfg: TrainConfig, world_size: int = 1) -> int:
+    """``data.num_workers``, or one worker per CPU core left over by this node's training
+    processes (at most 4, at least 1)."""
+    if cfg.data.num_workers is not None:
+        return cfg.data.num_workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // max(local, 1) - 1))
 
-    def __init__(self, cfg: TrainConfig, sources: list[RecordSource], weights: list[float], processor: Any,
-                 rank: int = 0, world_size: int = 1):
-        self.cfg, self.sources, self.processor = cfg, sources, processor
-        self.sampler = MixtureSampler([len(s) for s in sources], weights, seed=cfg.seed, rank=rank,
-                                      world_size=world_size)
-        self.rank = rank
-        self.records = 0
-        self.skipped: Counter[str] = Counter()
-        tok = getattr(processor, "tokenizer", processor)
-        self.pad_id = int(getattr(tok, "pad_token_id", 0) or 0)
-        extra = int(getattr(processor, "num_image_tokens", 1)) - 1
-        self.pack_length = cfg.data.pack_length or cfg.max_length + extra
 
-    # -------------------------------------------------------------- samples
-    def next_encoded(self, order: str) -> Encoded:
-        """The next usable sample; bad ones are skipped and counted (the skip rate is checked)."""
-        while True:
-            draw = self.sampler.draws
-            s, i = next(self.sampler)
-            self.records += 1
-            try:
-                sample = self.sources[s][i]
-                if self.cfg.data.augment and sample.images:
-                    rng = random.Random(f"{self.cfg.seed}:aug:{self.rank}:{draw}")
-                    sample.images = [augment(img, self.cfg.stage, rng, sample.source) for img in sample.images]
-                return encode_sample(self.processor, sample, order=order, max_length=self.cfg.max_length,
-                                     loss_on=self.cfg.loss_on, caption_segment=self.cfg.caption_segment)
-            except BadRecord as err:
-                self.skipped[err.reason] += 1
-                self.check_skip_rate(last=f"{self.sources[s].name}[{i}]: {err}")
+def pack_length(cfg: TrainConfig, processor: Any) -> int | None:
+    """Row length for packing (None without packing): ``data.pack_length``, else room for
+    ``PACK_SAMPLES`` samples of ``max_length`` text tokens with one image each."""
+    if not cfg.data.packing:
+        return None
+    if cfg.data.pack_length:
+        return cfg.data.pack_length
+    extra = int(getattr(processor, "num_image_tokens", 1)) - 1
+    return PACK_SAMPLES * (cfg.max_length + extra)
 
-    def micro_batch(self, size: int, order: str) -> dict:
-        items = [self.next_encoded(order) for _ in range(size)]
-        if self.cfg.data.packing:
-            return pack(items, self.pack_length, self.pad_id)
-        return collate(items, self.pad_id)
 
-    # -------------------------------------------------------------- accounting
-    @property
-    def n_skipped(self) -> int:
-        return sum(self.skipped.values())
+def stream_options(cfg: TrainConfig, processor: Any, rank: int, world_size: int) -> StreamOptions:
+    accum = cfg.accumulation(world_size)[1]
+    return StreamOptions(
+        seed=cfg.seed, stage=cfg.stage, order=cfg.order, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
+        accum=accum, world_size=world_size, rank=rank, max_length=cfg.max_length,
+        pack_length=pack_length(cfg, processor), loss_on=cfg.loss_on, caption_segment=cfg.caption_segment,
+        augment=cfg.data.augment,
+    )
 
-    def check_skip_rate(self, records: int | None = None, skipped: int | None = None, last: str = "") -> None:
-        records = self.records if records is None else records
-        skipped = self.n_skipped if skipped is None else skipped
-        if records >= self.cfg.min_records_for_skip_rate and skipped / records > self.cfg.max_skip_rate:
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
-            raise SkipRateError(
-                f"{skipped} of {records} records ({skipped / records:.1%}) were unusable, above "
-                f"max_skip_rate={self.cfg.max_skip_rate:.1%} ({reasons}). Last one: {last or 'n/a'}. "
-                "Fix the data (or raise max_skip_rate) and run again."
-            )
 
-    def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict(), "records": self.records, "skipped": dict(self.skipped)}
+def build_stream(cfg: TrainConfig, sources: list[RecordSource], weights: list[float], processor: Any,
+                 rank: int = 0, world_size: int = 1, start_step: int = 0) -> StepStream:
+    """This rank's stream of optimizer steps, from ``start_step`` on."""
+    return StepStream(sources, weights, processor, stream_options(cfg, processor, rank, world_size), start_step)
 
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state["sampler"])
-        self.records = int(state["records"])
-        self.skipped = Counter({k: int(v) for k, v in state["skipped"].items()})
+
+def load_processor(cfg: TrainConfig) -> tuple[Any | None, str]:
+    """The processor this config's model will use, without loading any weights; (None, why)
+    when it cannot be had yet (e.g. SFT from a PT run that has not finished)."""
+    init = cfg.init
+    try:
+        if init.tiny:
+            from aki.testing import tiny_processor
+
+            return tiny_processor(init.tiny), ""
+        from aki.processing import AkiProcessor
+
+        if init.from_dir:
+            d = Path(init.from_dir)
+            d = d / "final" if (d / "final").is_dir() else d
+            if not (d / "config.json").is_file():
+                return None, f"init.from_dir {init.from_dir} holds no saved model yet (run its stage first)"
+            return AkiProcessor.from_pretrained(d), ""
+        from transformers import AutoConfig, AutoTokenizer
+
+        from aki.pretrained import resolve_pretrained
+        from aki.processing import add_aki_tokens, siglip_image_processor
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(init.llm, "language model", key="init.llm"))
+        add_aki_tokens(tokenizer)
+        vision = AutoConfig.from_pretrained(resolve_pretrained(init.vision, "vision tower", key="init.vision"))
+        vision = getattr(vision, "vision_config", None) or vision
+        from aki.model import AkiResamplerConfig
+
+        return AkiProcessor(image_processor=siglip_image_processor(int(getattr(vision, "image_size", 384))),
+                            tokenizer=tokenizer, num_image_tokens=AkiResamplerConfig().num_latents), ""
+    except (OSError, ValueError, FileNotFoundError) as err:
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+
+
+def renderer(cfg: TrainConfig, processor: Any | None, why: str = ""):
+    """``render(sample) -> (text, note)``: the sample as the model reads it (encoded with the
+    run's processor, max_length and first input order, then decoded: each image shows as one
+    ``<image>``), or, without a processor, in the paper's phi3 template."""
+    from aki.data.batching import encode_sample
+    from aki.data.order import order_at, reorder_messages
+    from aki.processing.chat_templates import CHAT_TEMPLATES, caption_text, render_chat
+
+    order = order_at(cfg.order, 0, cfg.max_steps)
+
+    def render(sample) -> tuple[str, str]:
+        if processor is not None:
+            enc = encode_sample(processor, sample, order=order, max_length=cfg.max_length, loss_on=cfg.loss_on,
+                                caption_segment=cfg.caption_segment)
+            return processor.decode(enc.input_ids), (f" ({len(enc)} tokens, {enc.n_trained} trained, order "
+                                                     f"{order}, as the model reads it)")
+        note = " (in the paper's phi3 template: the model's processor is not available)"
+        if sample.caption is not None:
+            return caption_text(sample.caption, order, "<s>", "</s>"), note
+        return render_chat(reorder_messages(sample.messages, order), CHAT_TEMPLATES["phi3"],
+                           special_tokens={"bos_token": "<s>"}), note
+
+    return render
+
+
+def check_data(cfg: TrainConfig, sample: int | None = 200) -> tuple[list, str]:
+    """``aki data check``: one :class:`aki.data.check.SourceReport` per configured source, and why
+    the model's processor could not be loaded ("" when it was)."""
+    from aki.data.check import SourceReport, check_source
+
+    processor, why = load_processor(cfg)
+    render = renderer(cfg, processor, why)
+    reports = []
+    for src in cfg.data.sources:
+        report = SourceReport(name=src.name or src.format, format=src.format, path=src.path, weight=src.weight)
+        try:
+            source = build_source(src, cfg, cfg.seed)
+        except (ConfigError, OSError, ValueError) as err:
+            report.error = str(err)
+        else:
+            report.name = source.name
+            check_source(source, report, sample=sample, seed=cfg.seed, render=render)
+        reports.append(report)
+    return reports, why

@@ -1,0 +1,65 @@
+"""aki in lmms-eval (0.7.x): a "simple" model class, registered through the ``lmms_eval.models``
+entry point that aki's package declares (no fork, no environment variable)::
+
+    lmms-eval --model aki --model_args pretrained=/path/to/saved/model --tasks mme
+
+Greedy answers through :func:`aki.eval.generation.generate_batch`; the task's ``max_new_tokens``
+is used, ``until`` strings cut the answer afterwards. lmms-eval's own prompts and scorers apply.
+"""
+
+from __future__ import annotations
+
+
+def manifest():
+    """The entry point's payload (called by lmms-eval only)."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id="aki", simple_class_path="aki.eval.toolkits.lmms_eval.AkiLmms")
+
+
+try:
+    from lmms_eval.api.model import lmms
+except ImportError:  # the class exists only with the extra installed
+    lmms = None
+
+if lmms is not None:
+
+    class AkiLmms(lmms):
+        """A saved aki model as an lmms-eval model."""
+
+        is_simple = True
+
+        def __init__(self, pretrained: str, device: str = "cpu", dtype: str | None = None,
+                     batch_size: int = 1, **kwargs) -> None:
+            super().__init__()
+            if kwargs:
+                raise TypeError(f"aki: unknown model_args {sorted(kwargs)}")
+            from aki.eval.toolkits.common import load
+
+            self.model, self.processor = load(pretrained, device, dtype)
+            self.batch_size_per_gpu = int(batch_size)
+
+        def generate_until(self, requests) -> list[str]:
+            from tqdm.auto import tqdm
+
+            from aki.eval.toolkits.common import answer
+
+            out = []
+            for request in tqdm(requests, desc="aki", disable=len(requests) < 2):
+                context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+                visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+                gen_kwargs = dict(gen_kwargs or {})
+                text = answer(self.model, self.processor, context, list(visuals),
+                              int(gen_kwargs.get("max_new_tokens", 128)))
+                until = gen_kwargs.get("until") or []
+                for stop in [until] if isinstance(until, str) else until:
+                    if stop:
+                        text = text.split(stop)[0]
+                out.append(text)
+            return out
+
+        def loglikelihood(self, requests):
+            raise NotImplementedError("aki's lmms-eval model answers generation tasks only")
+
+        def generate_until_multi_round(self, requests):
+            raise NotImplementedError("aki's lmms-eval model answers single-turn tasks only")
