@@ -81,20 +81,45 @@ def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scra
 
 def reproduce(
     out: Path = typer.Option(Path("runs/reproduce"), help="where data, runs and results go"),
-    seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="seeds (the paper averages 3)"),
-    modes: list[str] = typer.Option(None, "--mode", help="modes to run (default: all of Table 1 + unlock curve)"),
+    modes: str = typer.Option(None, "--modes", help="comma-separated modes, e.g. causal,mma "
+                              "(default: all of Table 1 + the unlock curve)"),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="number of seeds: runs seeds 0..N-1 (default 3, "
+                              "as the paper averages 3)"),
+    mode: list[str] = typer.Option(None, "--mode", help="one mode; repeat it for more (same as --modes)"),
+    seed: list[int] = typer.Option(None, "--seed", help="one seed value; repeat it for more (instead of --seeds)"),
     fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
     vision_tower: Path = typer.Option(None, "--vision-tower", help="a tower from `aki pretrain-vision` "
                                       "(default: the one shipped with aki), frozen in both stages"),
     scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
                                        "that learns during pre-training"),
 ) -> None:
-    """Every mode (causal, reversed, DOT, MA, CCA, MMA, MMA at 0/10/30/50 % unlock) x seeds, with mean
-    and standard deviation; resumable (finished runs are reused)."""
+    """Modes x seeds with mean ± standard deviation per rule and task, and a sentence saying whether
+    MMA − causal exceeds the seed spread (aki.experiments.verdict); resumable (finished runs are
+    reused). Example: ``aki reproduce --modes causal,mma --seeds 3``."""
     from aki.experiments.modes import REPRODUCE_MODES
 
+    mode_names, seed_values = reproduce_choice(modes, seeds, mode, seed, REPRODUCE_MODES)
     settings = quick_settings(out, fast, vision_tower, scratch_tower)
-    _run(settings, list(modes or REPRODUCE_MODES), list(seeds))
+    _run(settings, mode_names, seed_values)
+
+
+def reproduce_choice(modes: str | None, seeds: int | None, mode: list[str] | None, seed: list[int] | None,
+                     default_modes: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """The modes and seed values asked for: ``--modes a,b`` or repeated ``--mode``; ``--seeds N``
+    (seeds 0..N-1) or repeated ``--seed``. Giving both forms of one is an error, not a merge."""
+    if modes is not None and mode:
+        raise typer.BadParameter("give the modes once: --modes a,b or repeated --mode, not both.")
+    if seeds is not None and seed:
+        raise typer.BadParameter("give the seeds once: --seeds N (seeds 0..N-1) or repeated --seed, not both.")
+    names = [m.strip() for m in modes.split(",")] if modes is not None else list(mode or default_modes)
+    if any(not m for m in names):
+        raise typer.BadParameter(f"--modes {modes!r} has an empty name; write e.g. --modes causal,mma.")
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"mode listed twice in {names}.")
+    values = list(range(seeds)) if seeds is not None else list(seed or [0, 1, 2])
+    if len(set(values)) != len(values):
+        raise typer.BadParameter(f"seed listed twice in {values}.")
+    return names, values
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ class TinyVLMSize:
     resampler_depth: int = 2
     resampler_heads: int = 4
     resampler_head_dim: int = 24
+    resampler_region_prior: float = 0.0
     llm_hidden: int = 128
     llm_layers: int = 4
     llm_heads: int = 4
@@ -45,6 +46,14 @@ def load_tower(path: str | Path):
             "make one with `aki pretrain-vision --out DIR`, or leave the tower out to train one from scratch."
         )
     return SiglipVisionModel.from_pretrained(path).eval()
+
+
+def tower_image_processor(path: str | Path):
+    """The SigLIP image processor saved beside a tower (``preprocessor_config.json``; also the
+    older ``AkiImageProcessor`` form)."""
+    from aki.processing.processor import _siglip_from_dict
+
+    return _siglip_from_dict(json.loads((Path(path) / "preprocessor_config.json").read_text()))
 
 
 def corpus_from_synth(data_dir: str | Path) -> Iterator[str]:
@@ -79,7 +88,7 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
     tower = load_tower(vision_tower) if vision_tower is not None else None
     if tower is not None:
         vision = tower.config.to_dict()
-        image_processor = AkiImageProcessor.from_pretrained(vision_tower)
+        image_processor = tower_image_processor(vision_tower)
     else:
         vision = {
             "model_type": "siglip_vision_model",
@@ -108,7 +117,8 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
         "pad_token_id": tokenizer.pad_token_id,
     }
     resampler = {"num_latents": size.num_image_tokens, "depth": size.resampler_depth,
-                 "heads": size.resampler_heads, "head_dim": size.resampler_head_dim, "ff_mult": 4}
+                 "heads": size.resampler_heads, "head_dim": size.resampler_head_dim, "ff_mult": 4,
+                 "region_prior": size.resampler_region_prior}
     config = AkiConfig(vision_config=vision, resampler_config=resampler, text_config=text,
                        image_token_id=processor.image_token_id, attention_rule="causal",
                        freeze_vision=tower is not None)
