@@ -77,7 +77,6 @@ def test_off_by_default_and_official_outputs_unchanged():
 
 def test_each_latent_starts_on_its_own_region():
     r = _resampler(4.0)
-    attn = r.layers[0].attn
     media = torch.randn(1, 64, 32)
     captured = {}
 
