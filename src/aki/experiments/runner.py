@@ -31,10 +31,12 @@ class ExperimentSettings:
 
     out: str = "runs/quickstart"
     data_dir: str | None = None
-    n_train: int = 2500
-    n_test: int = 250
+    # 12,000 train scenes take ~15 s to generate (worker processes) and give 78,000 SFT items,
+    # more than the SFT steps draw, so no sample repeats; 300 test scenes: 1,071 CV-Bench items.
+    n_train: int = 12000
+    n_test: int = 300
     data_seed: int = 0
-    size: TinyVLMSize = field(default_factory=TinyVLMSize)
+    size: TinyVLMSize = field(default_factory=lambda: TinyVLMSize(resampler_region_prior=2.0))
     # The project's pretrained tower (``aki pretrain-vision``), frozen in PT and SFT as AKI freezes
     # SigLIP. None: a random tower that learns in PT (and in SFT unless ``sft_freeze_vision``).
     vision_tower: str | None = field(default_factory=default_tower)
@@ -50,10 +52,14 @@ class ExperimentSettings:
     pt_max_length: int = 96
     sft_max_length: int = 96
     sft_freeze_vision: bool = False
+    # Share of caption samples mixed into instruction tuning (0 = question-answer pairs only).
+    sft_caption_share: float = 0.0
     augment: bool = False
     eval_limit: int | None = 600
     eval_batch_size: int = 64
-    num_threads: int | None = None
+    # One compute thread (the DataLoader worker takes the other core): measured on the shared 2-core
+    # machine under load, 2 threads made PT steps 0.6-7.8 s, 1 thread 0.33-0.8 s (docs/quickstart-lab.md).
+    num_threads: int | None = 1
     progress: bool = True
 
     @property
@@ -85,6 +91,11 @@ def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir:
         sources = [DataSource(format="pt_jsonl", path=str(d / "pt.jsonl"), name="synth-captions")]
     else:
         sources = [DataSource(format="sft_llava", path=str(d / "sft.jsonl"), name="synth-vqa")]
+        if s.sft_caption_share > 0:
+            share = s.sft_caption_share
+            sources[0].weight = 1.0 - share
+            sources.append(DataSource(format="pt_jsonl", path=str(d / "pt.jsonl"), name="synth-captions",
+                                      weight=share))
     lr = s.pt_lr if stage == "pt" else s.sft_lr
     cfg = TrainConfig(
         output_dir=str(out_dir),
