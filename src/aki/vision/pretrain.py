@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -205,12 +204,20 @@ def pretrain_vision(cfg: VisionPretrainConfig, command: str | None = None, say=p
              "probe_test_scenes": cfg.probe_test_scenes, "probe_steps": cfg.probe_steps,
              "seed": cfg.seed, "note": "accuracy in %; chance = majority class of the test items"}
     (out / "probe.json").write_text(json.dumps(probe, indent=2) + "\n")
-    summary = {"settings": asdict(cfg), "command": command or _command_line(), "seed": cfg.seed,
+    summary = {"settings": asdict(cfg), "command": command or equivalent_command(cfg), "seed": cfg.seed,
                "parameters": sum(p.numel() for p in tower.parameters()), "seconds": seconds,
                "history": history, "torch": torch.__version__, "threads": torch.get_num_threads()}
     (out / "pretrain.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "probe": results, "table": table, "out": str(out)}
 
 
-def _command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["aki", *sys.argv[1:]]) if sys.argv else "aki pretrain-vision"
+def equivalent_command(cfg: VisionPretrainConfig) -> str:
+    """The ``aki pretrain-vision`` line that makes this tower again, every setting that shapes it
+    spelled out (so the record holds whatever defaults or caller made the run); the settings the
+    command line does not expose (schedule, weight decay) are in ``pretrain.json["settings"]``."""
+    opts = {"--out": cfg.out, "--scenes": cfg.n_scenes, "--steps": cfg.steps, "--batch-size": cfg.batch_size,
+            "--lr": cfg.lr, "--seed": cfg.seed, "--image-size": cfg.image_size, "--patch-size": cfg.patch_size,
+            "--hidden-size": cfg.hidden_size, "--layers": cfg.layers, "--heads": cfg.heads,
+            "--probe-train-scenes": cfg.probe_train_scenes, "--probe-test-scenes": cfg.probe_test_scenes,
+            "--probe-steps": cfg.probe_steps}
+    return " ".join(["aki pretrain-vision", *(f"{k} {shlex.quote(str(v))}" for k, v in opts.items())])
