@@ -27,7 +27,8 @@ def default_tower() -> str | None:
 
 @dataclass
 class ExperimentSettings:
-    """Budget of one experiment. Defaults: the quickstart (about 10 minutes on 2 CPU cores)."""
+    """Budget of one experiment. Defaults: the quickstart (7.9 minutes measured on the shared 2-core
+    machine, load average 2.6 at the start; docs/quickstart-lab.md)."""
 
     out: str = "runs/quickstart"
     data_dir: str | None = None
