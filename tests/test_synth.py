@@ -18,6 +18,7 @@ COLOURS = ["red", "green", "blue", "yellow", "purple"]
 SHAPES = ["circle", "square", "triangle", "diamond", "cross"]
 NAME_RE = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\b")
 MC_HEAD = "Answer with the option's letter from the given choices directly. "
+SHORT_HEAD = "Answer the question using a single word or phrase. "
 SHORT_TAIL = "\nAnswer the question using a single word or phrase."
 
 
@@ -39,8 +40,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_deterministic_bytes(dataset, tmp_path):
-    again = tmp_path / "b"
-    generate(again, n_train=80, n_test=40, seed=7, shard_size=50)
+    again = tmp_path / "b"  # in one process (the fixture renders in worker processes)
+    generate(again, n_train=80, n_test=40, seed=7, shard_size=50, workers=1)
     a, b = _files(dataset), _files(again)
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
@@ -95,13 +96,11 @@ def _annotation(jsonl_dir: Path, image: str) -> dict:
     )
 
 
-def _find(ann: dict, colour: str | None = None, shape: str | None = None) -> dict:
-    hits = [
-        o
-        for o in ann["objects"]
-        if (colour is None or o["colour"] == colour) and (shape is None or o["shape"] == shape)
-    ]
-    assert len(hits) == 1, f"reference {colour} {shape} is not unique: {len(hits)}"
+def _find(ann: dict, colour: str | None = None, shape: str | None = None,
+          size: str | None = None) -> dict:
+    want = {"colour": colour, "shape": shape, "size": size}
+    hits = [o for o in ann["objects"] if all(v is None or o[k] == v for k, v in want.items())]
+    assert len(hits) == 1, f"reference {size} {colour} {shape} is not unique: {len(hits)}"
     return hits[0]
 
 
@@ -134,12 +133,12 @@ def derive(question: str, ann: dict) -> str:
             o["colour"] == m.group(1) and o["shape"] == m.group(2) for o in ann["objects"]
         )
         return "yes" if present else "no"
-    m = re.match(r"What (?:colour is|is the colour of) the (\w+)\?", q)
+    m = re.match(r"What (?:colour is|is the colour of) the (?:(small|large) )?(\w+)\?", q)
     if m:
-        return _find(ann, shape=m.group(1))["colour"]
-    m = re.match(r"What (?:shape is|is the shape of) the (\w+) object\?", q)
+        return _find(ann, shape=m.group(2), size=m.group(1))["colour"]
+    m = re.match(r"What (?:shape is|is the shape of) the (?:(small|large) )?(\w+) object\?", q)
     if m:
-        return _find(ann, colour=m.group(1))["shape"]
+        return _find(ann, colour=m.group(2), size=m.group(1))["shape"]
     names = _names(q)
     objs = [_find(ann, c, s) for c, s in names]
     if "small or large" in q:
@@ -184,12 +183,15 @@ def _split_prompt(value: str) -> tuple[str, list[str] | None]:
     if value.startswith(MC_HEAD):
         body = value[len(MC_HEAD) :]
         question, opts = body.split("\nOptions:\n")
+        assert opts.endswith("\n")  # the official format: every option line ends with a newline
         choices = []
-        for k, line in enumerate(opts.split("\n")):
+        for k, line in enumerate(opts[:-1].split("\n")):
             assert line.startswith(f"{'ABCDEF'[k]}. ")
             choices.append(line[3:])
         return question, choices
-    assert value.endswith(SHORT_TAIL), value
+    if value.startswith(SHORT_HEAD):  # the release's short-answer prompt
+        return value[len(SHORT_HEAD) :], None
+    assert value.endswith(SHORT_TAIL), value  # LLaVA's evaluation form
     return value[: -len(SHORT_TAIL)], None
 
 
@@ -235,7 +237,7 @@ def test_cvbench_file(dataset):
             seen[r["task"]] += 1
         else:
             assert r["source"] == "Omni3D"
-        opts = "\n".join(f"{'ABCDEF'[i]}. {c}" for i, c in enumerate(r["choices"]))
+        opts = "".join(f"{'ABCDEF'[i]}. {c}\n" for i, c in enumerate(r["choices"]))
         assert r["prompt"] == f"{MC_HEAD}{r['question']}\nOptions:\n{opts}"
         assert re.fullmatch(r"\([A-F]\)", r["answer"])
         ann = _annotation(dataset / "test", r["image"])
@@ -293,7 +295,7 @@ def test_attributes_file(dataset):
     for r in rows:
         ann = _annotation(dataset / "test", r["image"])
         assert r["answer"] == derive(r["question"], ann)
-        assert r["prompt"] == r["question"] + SHORT_TAIL
+        assert r["prompt"] == SHORT_HEAD + r["question"]
 
 
 def test_pt_captions_and_shards(dataset):
@@ -323,3 +325,53 @@ def test_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "train: 6 scenes" in res.output
     assert Image.open(tmp_path / "d/test/images/test_000000.png").size == (48, 48)
+
+
+def test_both_short_answer_prompt_styles_and_many_objects(dataset):
+    prompts = [r["conversations"][0]["value"] for r in _jsonl(dataset / "train/sft.jsonl")
+               if r["format"] == "short"]
+    heads = Counter(p.startswith("<image>\n" + SHORT_HEAD) for p in prompts)
+    assert heads[True] > 0 and heads[False] > 0
+    n_objects = [len(json.loads(p.read_text())["objects"])
+                 for p in (dataset / "train/annotations").glob("*.json")]
+    assert min(n_objects) >= 3 and max(n_objects) >= 7
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_cli_refuses_a_used_folder_and_changes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from aki.cli.main import app
+
+    out = tmp_path / "d"
+    args = ["data", "synth", "--out", str(out), "--n-train", "6", "--n-test", "3"]
+    assert CliRunner().invoke(app, [*args, "--seed", "1"]).exit_code == 0
+    before = _snapshot(out)
+    res = CliRunner().invoke(app, [*args, "--seed", "2"])
+    assert res.exit_code != 0
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("aki data synth: error:"), res.output
+    assert "not empty" in lines[0] and "--overwrite" in lines[0]
+    assert _snapshot(out) == before
+    # a folder with files the generator did not write is refused even with --overwrite
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    res = CliRunner().invoke(app, ["data", "synth", "--out", str(mine), "--n-train", "2",
+                                   "--n-test", "0", "--overwrite"])
+    assert res.exit_code != 0 and "notes.txt" in res.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_overwrite_removes_the_old_dataset_first(tmp_path):
+    out = tmp_path / "d"
+    generate(out, n_train=12, n_test=3, seed=1, shard_size=4)
+    assert (out / "train/pt-000002.tar").exists()
+    generate(out, n_train=6, n_test=3, seed=2, shard_size=4, overwrite=True)
+    fresh = tmp_path / "fresh"
+    generate(fresh, n_train=6, n_test=3, seed=2, shard_size=4)
+    assert _files(out) == _files(fresh)  # no stale shard, image or annotation is left behind

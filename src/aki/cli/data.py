@@ -21,21 +21,33 @@ def synth(
     pope_per_image: int = typer.Option(
         3, "--pope-per-image", min=1, help="POPE positives (and negatives) per image and category"
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="remove the dataset already in --out before writing"
+    ),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="rendering processes (default: the usable CPUs, at most 4)"
+    ),
 ) -> None:
     """Generate synthetic scenes with PT captions, SFT questions and CV-Bench/POPE-style test files."""
     from aki.data.synth.writer import generate
 
     t0 = time.perf_counter()
-    meta = generate(
-        out, n_train=n_train, n_test=n_test, seed=seed, image_size=image_size,
-        shard_size=shard_size, pope_per_image=pope_per_image,
-    )  # fmt: skip
+    try:
+        meta = generate(
+            out, n_train=n_train, n_test=n_test, seed=seed, image_size=image_size,
+            shard_size=shard_size, pope_per_image=pope_per_image, overwrite=overwrite,
+            workers=workers,
+        )  # fmt: skip
+    except (FileExistsError, NotADirectoryError) as err:
+        typer.echo(f"aki data synth: error: {err}", err=True)
+        raise typer.Exit(2) from err
     dt = time.perf_counter() - t0
     tr, te = meta["train"], meta["test"]
-    typer.echo(f"wrote {out} in {dt:.1f}s")
+    n = tr["scenes"] + te["scenes"]
+    typer.echo(f"wrote {out} in {dt:.1f} s ({n / max(dt, 1e-9):.0f} scenes/s)")
     if tr.get("scenes"):
         typer.echo(
-            f"  train: {tr['scenes']} scenes, {tr['pt_captions']} captions, {tr['sft_items']} SFT items, shards {tr['pt_shards']}"
+            f"  train: {tr['scenes']} scenes, {tr['pt_captions']} captions, {tr['sft_items']} SFT items, {len(tr['pt_shards'])} webdataset shards (pt-*.tar)"
         )
     if te.get("scenes"):
         typer.echo(

@@ -32,12 +32,17 @@ def quickstart(
     fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
     pt_steps: int = typer.Option(None, help="override the pre-training steps"),
     sft_steps: int = typer.Option(None, help="override the instruction-tuning steps"),
+    vision_tower: Path = typer.Option(None, "--vision-tower", help="a tower from `aki pretrain-vision` "
+                                      "(default: the one shipped with aki), frozen in both stages"),
+    scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
+                                       "that learns during pre-training"),
 ) -> None:
-    """Synthetic data -> tiny AKI -> causal pre-training -> instruction tuning with causal and with
-    MMA from the same checkpoint -> evaluation -> a table like the paper's Table 1."""
+    """Synthetic data -> tiny AKI with the pretrained, frozen vision tower -> causal pre-training
+    -> instruction tuning with causal and with MMA from the same checkpoint -> evaluation -> a
+    table like the paper's Table 1."""
     from aki.experiments.modes import QUICKSTART_MODES
 
-    settings = quick_settings(out, fast)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower)
     if pt_steps is not None:
         settings.pt_steps = pt_steps
     if sft_steps is not None:
@@ -68,10 +73,22 @@ def write_pictures(out: Path, seed: int, data_dir: Path) -> None:
                     f"--data {data_dir} --out {out}", fg=typer.colors.YELLOW, err=True)
 
 
-def quick_settings(out: Path, fast: bool):
+def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scratch_tower: bool = False):
     from aki.experiments.runner import ExperimentSettings
 
     s = ExperimentSettings(out=str(out))
+    if vision_tower is not None and scratch_tower:
+        typer.echo("aki: error: --vision-tower and --scratch-tower exclude each other; give one.", err=True)
+        raise typer.Exit(2)
+    if scratch_tower:
+        s.vision_tower = None
+    elif vision_tower is not None:
+        s.vision_tower = str(vision_tower)
+    elif s.vision_tower is None:
+        typer.echo("aki: error: the vision tower shipped with aki is missing from this install; make one "
+                   "with `aki pretrain-vision --out DIR` and pass --vision-tower DIR (or --scratch-tower).",
+                   err=True)
+        raise typer.Exit(2)
     if fast:
         s.n_train, s.n_test = 40, 8
         s.pt_steps = s.sft_steps = 3
@@ -82,16 +99,45 @@ def quick_settings(out: Path, fast: bool):
 
 def reproduce(
     out: Path = typer.Option(Path("runs/reproduce"), help="where data, runs and results go"),
-    seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="seeds (the paper averages 3)"),
-    modes: list[str] = typer.Option(None, "--mode", help="modes to run (default: all of Table 1 + unlock curve)"),
+    modes: str = typer.Option(None, "--modes", help="comma-separated modes, e.g. causal,mma "
+                              "(default: all of Table 1 + the unlock curve)"),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="number of seeds: runs seeds 0..N-1 (default 3, "
+                              "as the paper averages 3)"),
+    mode: list[str] = typer.Option(None, "--mode", help="one mode; repeat it for more (same as --modes)"),
+    seed: list[int] = typer.Option(None, "--seed", help="one seed value; repeat it for more (instead of --seeds)"),
     fast: bool = typer.Option(False, help="a few steps on a few scenes: checks the pipeline, not the method"),
+    vision_tower: Path = typer.Option(None, "--vision-tower", help="a tower from `aki pretrain-vision` "
+                                      "(default: the one shipped with aki), frozen in both stages"),
+    scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
+                                       "that learns during pre-training"),
 ) -> None:
-    """Every mode (causal, reversed, DOT, MA, CCA, MMA, MMA at 0/10/30/50 % unlock) x seeds, with mean
-    and standard deviation; resumable (finished runs are reused)."""
+    """Modes x seeds with mean ± standard deviation per rule and task, and a sentence saying whether
+    MMA − causal exceeds the seed spread (aki.experiments.verdict); resumable (finished runs are
+    reused). Example: ``aki reproduce --modes causal,mma --seeds 3``."""
     from aki.experiments.modes import REPRODUCE_MODES
 
-    settings = quick_settings(out, fast)
-    _run(settings, list(modes or REPRODUCE_MODES), list(seeds))
+    mode_names, seed_values = reproduce_choice(modes, seeds, mode, seed, REPRODUCE_MODES)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower)
+    _run(settings, mode_names, seed_values)
+
+
+def reproduce_choice(modes: str | None, seeds: int | None, mode: list[str] | None, seed: list[int] | None,
+                     default_modes: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """The modes and seed values asked for: ``--modes a,b`` or repeated ``--mode``; ``--seeds N``
+    (seeds 0..N-1) or repeated ``--seed``. Giving both forms of one is an error, not a merge."""
+    if modes is not None and mode:
+        raise typer.BadParameter("give the modes once: --modes a,b or repeated --mode, not both.")
+    if seeds is not None and seed:
+        raise typer.BadParameter("give the seeds once: --seeds N (seeds 0..N-1) or repeated --seed, not both.")
+    names = [m.strip() for m in modes.split(",")] if modes is not None else list(mode or default_modes)
+    if any(not m for m in names):
+        raise typer.BadParameter(f"--modes {modes!r} has an empty name; write e.g. --modes causal,mma.")
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"mode listed twice in {names}.")
+    values = list(range(seeds)) if seeds is not None else list(seed or [0, 1, 2])
+    if len(set(values)) != len(values):
+        raise typer.BadParameter(f"seed listed twice in {values}.")
+    return names, values
 
 
 def register(app: typer.Typer) -> None:

@@ -130,9 +130,15 @@ def write_report(results: dict, seeds: list[int], out: Path, seconds: float | No
     """Write ``results.md``, ``results.json``, ``results.png`` (+ ``unlock_curve.png``); return the markdown."""
     table = summarise(results)
     md = to_markdown(table, seeds)
+    verdict = None
+    if "mma" in table and "causal" in table:
+        from aki.experiments.verdict import compare_rules, verdict_text
+
+        verdict = verdict_text(compare_rules(table, "mma", "causal"))
+        md += "\n\n" + verdict
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(md + "\n")
-    payload = {"table": table, "seeds": seeds, "per_seed": results, "seconds": seconds}
+    payload = {"table": table, "seeds": seeds, "per_seed": results, "seconds": seconds, "verdict": verdict}
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default))
     plot_bars(table, out / "results.png")
     plot_unlock_curve(table, out / "unlock_curve.png")

@@ -18,20 +18,33 @@ from aki.experiments.modes import Mode
 from aki.experiments.tiny_vlm import TinyVLMSize, build_tiny_vlm
 
 
+def default_tower() -> str | None:
+    """The tower shipped with aki (``aki.vision.PRETRAINED_TOWER``), if it is installed."""
+    from aki.vision import PRETRAINED_TOWER
+
+    return str(PRETRAINED_TOWER) if (PRETRAINED_TOWER / "config.json").is_file() else None
+
+
 @dataclass
 class ExperimentSettings:
-    """Budget of one experiment. Defaults: the quickstart (about 10 minutes on 2 CPU cores)."""
+    """Budget of one experiment. Defaults: the quickstart (7.9 minutes measured on the shared 2-core
+    machine, load average 2.6 at the start; docs/quickstart-lab.md)."""
 
     out: str = "runs/quickstart"
     data_dir: str | None = None
-    n_train: int = 2500
-    n_test: int = 250
+    # 12,000 train scenes take ~15 s to generate (worker processes) and give 78,000 SFT items,
+    # more than the SFT steps draw, so no sample repeats; 300 test scenes: 1,071 CV-Bench items.
+    n_train: int = 12000
+    n_test: int = 300
     data_seed: int = 0
-    size: TinyVLMSize = field(default_factory=TinyVLMSize)
+    size: TinyVLMSize = field(default_factory=lambda: TinyVLMSize(resampler_region_prior=2.0))
+    # The project's pretrained tower (``aki pretrain-vision``), frozen in PT and SFT as AKI freezes
+    # SigLIP. None: a random tower that learns in PT (and in SFT unless ``sft_freeze_vision``).
+    vision_tower: str | None = field(default_factory=default_tower)
     pt_steps: int = 600
     sft_steps: int = 600
     batch_size: int = 32
-    # Measured here: at pt_lr 2e-3 the from-scratch tower's features collapse (captions stop depending
+    # Measured with a from-scratch tower: at pt_lr 2e-3 its features collapse (captions stop depending
     # on the image: caption loss with shuffled images equals the real one); 5e-4 keeps them alive.
     pt_lr: float = 5e-4
     sft_lr: float = 1e-3
@@ -40,10 +53,14 @@ class ExperimentSettings:
     pt_max_length: int = 96
     sft_max_length: int = 96
     sft_freeze_vision: bool = False
+    # Share of caption samples mixed into instruction tuning (0 = question-answer pairs only).
+    sft_caption_share: float = 0.0
     augment: bool = False
     eval_limit: int | None = 600
     eval_batch_size: int = 64
-    num_threads: int | None = None
+    # One compute thread (the DataLoader worker takes the other core): measured on the shared 2-core
+    # machine under load, 2 threads made PT steps 0.6-7.8 s, 1 thread 0.33-0.8 s (docs/quickstart-lab.md).
+    num_threads: int | None = 1
     progress: bool = True
 
     @property
@@ -75,6 +92,11 @@ def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir:
         sources = [DataSource(format="pt_jsonl", path=str(d / "pt.jsonl"), name="synth-captions")]
     else:
         sources = [DataSource(format="sft_llava", path=str(d / "sft.jsonl"), name="synth-vqa")]
+        if s.sft_caption_share > 0:
+            share = s.sft_caption_share
+            sources[0].weight = 1.0 - share
+            sources.append(DataSource(format="pt_jsonl", path=str(d / "pt.jsonl"), name="synth-captions",
+                                      weight=share))
     lr = s.pt_lr if stage == "pt" else s.sft_lr
     cfg = TrainConfig(
         output_dir=str(out_dir),
@@ -93,9 +115,9 @@ def _stage_config(s: ExperimentSettings, *, stage: str, init_dir: Path, out_dir:
         order=order,
         batch_size=s.batch_size,
         max_length=s.pt_max_length if stage == "pt" else s.sft_max_length,
-        # No pretrained tower exists offline: the tower learns in PT, then is frozen in SFT as in
-        # the paper (``sft_freeze_vision``), or keeps learning when the budget is too small for PT alone.
-        freeze_vision=stage == "sft" and s.sft_freeze_vision,
+        # A pretrained tower is frozen in both stages, as in the paper; a from-scratch one learns in
+        # PT, then is frozen in SFT only if ``sft_freeze_vision``.
+        freeze_vision=s.vision_tower is not None or (stage == "sft" and s.sft_freeze_vision),
         log_every=max(1, min(25, (s.pt_steps if stage == "pt" else s.sft_steps) // 4)),
         save_every=10**9,
         keep_last_k=1,
@@ -181,7 +203,15 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
     out.mkdir(parents=True, exist_ok=True)
     check_same_settings(s)
     (out / "settings.json").write_text(json.dumps(asdict(s), indent=2))
-    ensure_data(s)
+    stages: dict[str, float] = {}  # seconds per stage (a reused stage counts its reuse)
+
+    def timed(name: str, fn, *args):
+        t = time.perf_counter()
+        result = fn(*args)
+        stages[name] = round(time.perf_counter() - t, 1)
+        return result
+
+    timed("data", ensure_data, s)
     pt_keys = sorted({(m.pt_key, m.pt_order, m.pt_rule) for m in modes})
     n_steps = len(seeds) * (len(pt_keys) + 2 * len(modes))
     k = 0
@@ -190,23 +220,25 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
         root = out / f"seed{seed}"
         init_dir = root / "init"
         if not (init_dir / "config.json").exists():
-            build_tiny_vlm(s.data_path, s.size, seed=seed, out_dir=init_dir)
+            build_tiny_vlm(s.data_path, s.size, seed=seed, out_dir=init_dir, vision_tower=s.vision_tower)
         for key, order, rule in pt_keys:
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: pre-training ({order}, {rule}) -> {root / key}")
-            run_stage(_stage_config(s, stage="pt", init_dir=init_dir, out_dir=root / key, order=order,
-                                    rule=rule, seed=seed))
+            timed(f"seed{seed}/{key}", run_stage, _stage_config(s, stage="pt", init_dir=init_dir,
+                  out_dir=root / key, order=order, rule=rule, seed=seed))
         for m in modes:
             k += 1
             run_dir = root / m.name
             _say(f"[{k}/{n_steps}] seed {seed}: instruction tuning, mode {m.name} ({m.label}) -> {run_dir}")
-            run_stage(_stage_config(s, stage="sft", init_dir=_final(root / m.pt_key), out_dir=run_dir,
-                                    order=m.sft_order, rule=m.sft_rule, seed=seed,
-                                    rule_options=m.sft_rule_options))
+            timed(f"seed{seed}/{m.name}", run_stage, _stage_config(
+                s, stage="sft", init_dir=_final(root / m.pt_key), out_dir=run_dir, order=m.sft_order,
+                rule=m.sft_rule, seed=seed, rule_options=m.sft_rule_options))
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: evaluating {m.name}")
-            results[m.name][seed] = evaluate_run(s, run_dir, m)
-    return {"results": results, "reference": reference_scores(s), "seconds": time.perf_counter() - t0}
+            results[m.name][seed] = timed(f"seed{seed}/{m.name}/eval", evaluate_run, s, run_dir, m)
+    (out / "timings.json").write_text(json.dumps(stages, indent=2))
+    return {"results": results, "reference": reference_scores(s), "seconds": time.perf_counter() - t0,
+            "stage_seconds": stages}
 
 
 REFERENCE_ROW = "image-blind constant answer (reference)"

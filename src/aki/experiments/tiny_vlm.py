@@ -1,6 +1,6 @@
-"""A small AKI built from scratch for CPU experiments: tokenizer trained on the data, small SigLIP
-tower (trained during pre-training, since no pretrained tower can be downloaded), resampler and a
-small Llama-style decoder."""
+"""A small AKI for CPU experiments: a tokenizer trained on the data, a SigLIP vision tower (the
+project's pretrained one, frozen as AKI freezes SigLIP, or a random one that pre-training
+trains), a resampler and a small Llama-style decoder."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 
 @dataclass
 class TinyVLMSize:
-    """Sizes of the experiment model (about 1.5 M parameters with the defaults)."""
+    """Sizes of the experiment model (about 1.5 M parameters with the defaults). The ``vision_*``,
+    ``image_size`` and ``patch_size`` fields apply only to a tower built from scratch; a pretrained
+    tower brings its own (see :func:`build_tiny_vlm`)."""
 
     image_size: int = 64
     patch_size: int = 8
@@ -23,6 +25,7 @@ class TinyVLMSize:
     resampler_depth: int = 2
     resampler_heads: int = 4
     resampler_head_dim: int = 24
+    resampler_region_prior: float = 0.0
     llm_hidden: int = 128
     llm_layers: int = 4
     llm_heads: int = 4
@@ -30,6 +33,27 @@ class TinyVLMSize:
     llm_intermediate: int = 384
     vocab_size: int = 1024
     family: str = "llama3"
+
+
+def load_tower(path: str | Path):
+    """The ``SiglipVisionModel`` saved in ``path``, with a clear error when there is none."""
+    from transformers import SiglipVisionModel
+
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "preprocessor_config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} holds no vision tower (config.json and preprocessor_config.json are needed); "
+            "make one with `aki pretrain-vision --out DIR`, or leave the tower out to train one from scratch."
+        )
+    return SiglipVisionModel.from_pretrained(path).eval()
+
+
+def tower_image_processor(path: str | Path):
+    """The SigLIP image processor saved beside a tower (``preprocessor_config.json``; also the
+    older ``AkiImageProcessor`` form)."""
+    from aki.processing.processor import _siglip_from_dict
+
+    return _siglip_from_dict(json.loads((Path(path) / "preprocessor_config.json").read_text()))
 
 
 def corpus_from_synth(data_dir: str | Path) -> Iterator[str]:
@@ -44,8 +68,16 @@ def corpus_from_synth(data_dir: str | Path) -> Iterator[str]:
                 yield turn["value"].replace("<image>", "")
 
 
-def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_dir: str | Path | None = None):
-    """``(model, processor)`` for the synthetic data in ``data_dir``; saved to ``out_dir`` if given."""
+def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_dir: str | Path | None = None,
+                   vision_tower: str | Path | None = None):
+    """``(model, processor)`` for the synthetic data in ``data_dir``; saved to ``out_dir`` if given.
+
+    ``vision_tower``: a folder holding a ``SiglipVisionModel`` (``save_pretrained``, e.g. from
+    ``aki pretrain-vision``) and its ``preprocessor_config.json``. Its weights, its config and its
+    image preprocessing are used as they are (``size``'s vision fields are then not used); the
+    model is marked ``freeze_vision``, as AKI freezes its pretrained SigLIP. Without it the tower
+    is random, built from ``size``, and left trainable.
+    """
     from aki.model import AkiConfig
     from aki.processing import AkiImageProcessor, AkiProcessor
     from aki.processing.tiny_tokenizer import build_tiny_tokenizer
@@ -53,17 +85,23 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
 
     tokenizer = build_tiny_tokenizer(size.family, corpus=list(corpus_from_synth(data_dir)),
                                      vocab_size=size.vocab_size)
-    processor = AkiProcessor(image_processor=AkiImageProcessor(size=size.image_size), tokenizer=tokenizer,
+    tower = load_tower(vision_tower) if vision_tower is not None else None
+    if tower is not None:
+        vision = tower.config.to_dict()
+        image_processor = tower_image_processor(vision_tower)
+    else:
+        vision = {
+            "model_type": "siglip_vision_model",
+            "image_size": size.image_size,
+            "patch_size": size.patch_size,
+            "hidden_size": size.vision_hidden,
+            "intermediate_size": size.vision_hidden * 4,
+            "num_hidden_layers": size.vision_layers,
+            "num_attention_heads": size.vision_heads,
+        }
+        image_processor = AkiImageProcessor(size=size.image_size)
+    processor = AkiProcessor(image_processor=image_processor, tokenizer=tokenizer,
                              num_image_tokens=size.num_image_tokens, family=size.family)
-    vision = {
-        "model_type": "siglip_vision_model",
-        "image_size": size.image_size,
-        "patch_size": size.patch_size,
-        "hidden_size": size.vision_hidden,
-        "intermediate_size": size.vision_hidden * 4,
-        "num_hidden_layers": size.vision_layers,
-        "num_attention_heads": size.vision_heads,
-    }
     text = {
         "model_type": "llama",
         "vocab_size": len(tokenizer),
@@ -79,10 +117,14 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
         "pad_token_id": tokenizer.pad_token_id,
     }
     resampler = {"num_latents": size.num_image_tokens, "depth": size.resampler_depth,
-                 "heads": size.resampler_heads, "head_dim": size.resampler_head_dim, "ff_mult": 4}
+                 "heads": size.resampler_heads, "head_dim": size.resampler_head_dim, "ff_mult": 4,
+                 "region_prior": size.resampler_region_prior}
     config = AkiConfig(vision_config=vision, resampler_config=resampler, text_config=text,
-                       image_token_id=processor.image_token_id, attention_rule="causal", freeze_vision=False)
+                       image_token_id=processor.image_token_id, attention_rule="causal",
+                       freeze_vision=tower is not None)
     model = build_seeded(config, seed)
+    if tower is not None:
+        model.vision_tower.load_state_dict(tower.state_dict())
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,9 @@ class AkiResamplerConfig:
     head_dim: int = 64
     ff_mult: int = 4
     layer_norm_eps: float = 1e-5
+    # Strength of a fixed 2D region prior in the cross-attention (aki.model.resampler.region_bias);
+    # 0 = off: the official resampler, which reads positions only from the vision features.
+    region_prior: float = 0.0
 
     @classmethod
     def from_any(cls, value: AkiResamplerConfig | dict[str, Any] | None) -> AkiResamplerConfig:

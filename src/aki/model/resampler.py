@@ -4,9 +4,14 @@ Layout as in the official AKI release (Flamingo's resampler without time/frame e
 each layer LayerNorms media and latents, queries come from the latents, keys/values from
 ``concat(media, latents)``, everything bias-free; then a bias-free GELU feed-forward; both
 residual. A final LayerNorm and a biased ``projection`` map the latents to the LLM width.
+
+Optional, off by default (``region_prior`` = 0, the official layout): a fixed additive 2D region
+prior in the cross-attention, see :func:`region_bias`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +33,7 @@ class PerceiverAttention(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def forward(self, media: torch.Tensor, latents: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         media, latents = self.norm_media(media), self.norm_latents(latents)
         B, n, _ = latents.shape
 
@@ -37,7 +42,7 @@ class PerceiverAttention(nn.Module):
 
         q = split(self.to_q(latents))
         k, v = self.to_kv(torch.cat([media, latents], dim=1)).chunk(2, dim=-1)
-        out = F.scaled_dot_product_attention(q, split(k), split(v))
+        out = F.scaled_dot_product_attention(q, split(k), split(v), attn_mask=bias)
         return self.to_out(out.transpose(1, 2).reshape(B, n, self.heads * self.head_dim))
 
 
@@ -64,8 +69,8 @@ class ResamplerLayer(nn.Module):
         self.attn = PerceiverAttention(config.dim, config.heads, config.head_dim, eps)
         self.ff = FeedForward(config.dim, config.ff_mult, eps)
 
-    def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents + self.attn(media, latents)
+    def forward(self, media: torch.Tensor, latents: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        latents = latents + self.attn(media, latents, bias)
         return latents + self.ff(latents)
 
 
@@ -82,8 +87,11 @@ class PerceiverResampler(nn.Module):
 
     def forward(self, media: torch.Tensor) -> torch.Tensor:
         latents = self.latents.to(media.dtype).unsqueeze(0).expand(media.shape[0], -1, -1)
+        bias = None
+        if self.config.region_prior:
+            bias = region_bias(latents.shape[1], media.shape[1], self.config.region_prior).to(media)
         for layer in self.layers:
-            latents = layer(media, latents)
+            latents = layer(media, latents, bias)
         # A biased Linear on a 3D input returns a view of its 2D result, and a module output that
         # is a view makes FSDP2 warn (an in-place op on it would skip the unit's backward hook).
         # Adding the bias separately gives a fresh tensor; same weights, same math.
@@ -91,6 +99,34 @@ class PerceiverResampler(nn.Module):
 
 
 # Official (open_flamingo-style Sequential) names -> ours, inside one resampler layer.
+def _grid(n: int, what: str) -> torch.Tensor:
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"region_prior needs a square number of {what}; got {n}. Use a square count "
+                         "(e.g. 16 or 64) or region_prior 0.")
+    centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([y.flatten(), x.flatten()], dim=-1)
+
+
+def region_bias(num_latents: int, num_media: int, strength: float) -> torch.Tensor:
+    """``[num_latents, num_media + num_latents]`` additive attention bias: latent ``i`` sits at
+    the centre of cell ``i`` of a square grid over the image, media token ``j`` at its patch
+    centre (row-major, as vision towers order patches), and the bias is ``-strength * d^2`` with
+    ``d`` the distance in latent-grid cells (latent keys: the distance between latents).
+
+    Why: the official resampler must learn where to look from the features alone; its latents
+    start as identical averages of every patch (nearly all background in our scenes), so images
+    barely differ after it and binding (which colour goes with which shape) is lost. The prior
+    makes each latent start as a soft summary of its own region, as Qwen-VL's resampler adds 2D
+    positions to its query-key pairs; content logits learned on top can still move attention.
+    """
+    lat, med = _grid(num_latents, "latents"), _grid(num_media, "vision tokens")
+    cells = math.isqrt(num_latents)
+    d2 = torch.cdist(lat, torch.cat([med, lat]), p=2).pow(2) * cells**2
+    return -strength * d2
+
+
 OFFICIAL_LAYER_NAMES = {
     "0.norm_media": "attn.norm_media",
     "0.norm_latents": "attn.norm_latents",
@@ -102,4 +138,5 @@ OFFICIAL_LAYER_NAMES = {
     "1.3": "ff.down",
 }
 
-__all__ = ["OFFICIAL_LAYER_NAMES", "FeedForward", "PerceiverAttention", "PerceiverResampler", "ResamplerLayer"]
+__all__ = ["OFFICIAL_LAYER_NAMES", "FeedForward", "PerceiverAttention", "PerceiverResampler", "ResamplerLayer",
+           "region_bias"]

@@ -14,7 +14,7 @@ class Feedback:
 
     def __init__(self, output_dir: str | Path, total_steps: int, start_step: int = 0, *, enabled: bool = True,
                  progress: bool = True, tensorboard: bool = True, wandb: bool = False,
-                 wandb_project: str = "aki", config: dict | None = None):
+                 wandb_project: str = "aki", config: dict | None = None, desc: str = "train"):
         self.enabled = enabled
         self.out = Path(output_dir)
         self.bar = self.tb = self.wandb = None
@@ -25,7 +25,7 @@ class Feedback:
         if progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

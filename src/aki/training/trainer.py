@@ -311,7 +311,7 @@ def _train(cfg: TrainConfig, info: DistInfo, plan: ResumePlan | None, overwrite:
 
     fb = Feedback(cfg.output_dir, cfg.max_steps, step, enabled=info.is_main, progress=cfg.progress,
                   tensorboard=cfg.tensorboard, wandb=cfg.wandb, wandb_project=cfg.wandb_project,
-                  config=to_dict(cfg))
+                  config=to_dict(cfg), desc=f"{cfg.stage} {cfg.rule}")
     fb.message(f"aki train: stage={cfg.stage} rule={cfg.rule} order={cfg.order} world={info.world_size} "
                f"micro_batch={micro} accum={accum} packing={cfg.data.packing} workers={workers} "
                f"weights={cfg.weights_dtype} compute={str(compute or torch.float32).removeprefix('torch.')} "

@@ -1,8 +1,8 @@
 """Synthetic vision-centric scenes: a small, offline stand-in for AKI's training and test data.
 
-Scenes hold 2-6 flat objects on a grey background (default 64x64 px): a shape (circle, square,
+Scenes hold 3-8 flat objects on a grey background (default 64x64 px): a shape (circle, square,
 triangle, diamond, cross), a colour (red, green, blue, yellow, purple), a size (small, large) and a
-position. Objects are drawn in order; a later object is nearer to the camera and occludes earlier
+position. Many objects per scene, so that a question names one object (or pair) among several. Objects are drawn in order; a later object is nearer to the camera and occludes earlier
 ones (depth = draw order, ``depth_rank`` 0 = nearest; no size cue: size is an attribute). Every
 object keeps >= 50% of its area visible. Each scene has a JSON annotation (shape, colour, size,
 bbox, centre, draw order, depth rank, visible fraction, occlusion pairs).
@@ -23,23 +23,29 @@ Layout written by :func:`generate` (``aki data synth``)::
 
 Image paths are relative to the directory of the file that names them (``images/<id>.png``).
 
-Task families (every referenced object is unique by ``colour shape`` in its scene):
+Task families (every object a question names is unique in its scene by what the question says):
 
-- Count: "How many red circles are in the image?" (by shape, colour, or both; may be 0).
+- Count: "How many red circles are in the image?" (half by colour and shape, a quarter each by
+  shape or colour alone; may be 0).
 - Relation: left/right or above/below of two objects; asked only when their bounding boxes are
   fully separated along that axis.
 - Depth: which of two objects is closer to the camera; asked only for pairs where the nearer one
   visibly hides >= 5% of the farther one.
 - Distance: which of two objects is closer to a third (distance between centres in the image
   plane); asked only when near <= 0.75 * far and far - near >= 0.1 * image side.
-- Attribute: colour of the (unique) <shape>, shape of the (unique) <colour> object, size of an object.
+- Attribute: colour of the <shape>, shape of the <colour> object (with the size added, "the small
+  triangle", when that is what makes the object unique), size of the <colour shape>.
 - Existence: "Is there a <colour> <shape> in the image?" with POPE negative sampling: random
   (uniform over absent names), popular (the most frequent names of the split that are absent),
   adversarial (absent names sharing a colour or a shape with a present object, ranked by
   co-occurrence with the present objects).
 
-SFT mixes short answers ("Answer the question using a single word or phrase.") and multiple
-choice (CV-Bench's prompt, answer = the letter); existence is always yes/no.
+Prompts come from :mod:`aki.prompts`. SFT mixes short answers and multiple choice (CV-Bench's
+prompt, :func:`~aki.prompts.options_prompt`, answer = the letter); short answers use the release's
+:func:`~aki.prompts.short_answer_prompt` or, half of the time, LLaVA's evaluation form
+(:func:`~aki.prompts.llava_short_answer_prompt`, the way POPE is asked), so that a tiny model is
+not tied to one template; existence is always yes/no. The open test questions use
+:func:`~aki.prompts.short_answer_prompt`.
 
 CV-Bench mapping (so that the official formula applies unchanged): Count and Relation are "2D",
 Depth and Distance are "3D", as in CV-Bench. 2D items alternate deterministically between the
@@ -48,8 +54,9 @@ sources "ADE20K" and "COCO" within each task (1st, 3rd, ... item -> ADE20K; 2nd,
 overall = mean(2D, 3D) (see :mod:`aki.eval.cvbench`).
 
 Determinism: a scene is a pure function of ``(seed, split, index)``; the same arguments give
-byte-identical files. Train and test use disjoint seed streams and a test scene whose annotation
-equals a train scene's is re-sampled.
+byte-identical files, whatever the number of worker processes that render them. Train and test use
+disjoint seed streams and a test scene whose annotation equals a train scene's is re-sampled.
+``aki data synth`` refuses a folder that is not empty unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -77,9 +84,10 @@ Image paths are relative to the directory of the file that names them.
 
 ## Scenes
 
-2-6 objects; later-drawn objects are nearer and occlude earlier ones (depth = draw order). Each
+3-8 objects; later-drawn objects are nearer and occlude earlier ones (depth = draw order). Each
 object keeps at least half of its area visible. Questions only name objects that are unique by
-colour and shape, and only when the answer is clear-cut (separated boxes for left/right/above/below,
+what the question says of them (colour and shape; or shape / colour, with the size when needed),
+and only when the answer is clear-cut (separated boxes for left/right/above/below,
 visible occlusion for depth, a 25% and 0.1-image-side margin for distance).
 
 ## CV-Bench mapping

@@ -12,10 +12,8 @@ from collections import Counter
 from itertools import combinations, permutations
 
 from aki.data.synth.scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject, distance
+from aki.prompts import llava_short_answer_prompt, options_prompt, short_answer_prompt
 
-MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
-SHORT_INSTRUCTION = "Answer the question using a single word or phrase."
-LETTERS = "ABCDEF"
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 # Clear-cut margins.
@@ -43,12 +41,17 @@ def unique_objects(scene: Scene) -> list[SceneObject]:
 
 
 def mc_prompt(question: str, choices: list[str]) -> str:
-    opts = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-    return f"{MC_INSTRUCTION} {question}\nOptions:\n{opts}"
+    """CV-Bench's official prompt (:func:`aki.prompts.options_prompt`)."""
+    return options_prompt(question, choices)
 
 
-def short_prompt(question: str) -> str:
-    return f"{question}\n{SHORT_INSTRUCTION}"
+def short_prompt(question: str, rng: random.Random | None = None) -> str:
+    """The release's short-answer prompt (instruction first); with ``rng``, LLaVA's evaluation
+    form (question first, as POPE is asked) half of the time, so that a tiny model trained on
+    these conversations is not tied to one template."""
+    if rng is not None and rng.random() < 0.5:
+        return llava_short_answer_prompt(question)
+    return short_answer_prompt(question)
 
 
 def _item(task: str, question: str, answer: str, choices: list[str] | None, meta: dict) -> dict:
@@ -58,7 +61,8 @@ def _item(task: str, question: str, answer: str, choices: list[str] | None, meta
 # ----------------------------------------------------------------------------------- count
 def count_question(scene: Scene, rng: random.Random, cv_style: bool = False) -> dict:
     present = scene.objects
-    kind = rng.choice(["shape", "colour_shape", "colour"])
+    # Mostly a colour-shape combination: one kind of object among many.
+    kind = rng.choices(["colour_shape", "colour", "shape"], weights=[2, 1, 1], k=1)[0]
     if rng.random() < 0.8:  # mostly ask about something present
         ref = rng.choice(present)
         colour, shape = ref.colour, ref.shape
@@ -204,41 +208,47 @@ def distance_question(scene: Scene, rng: random.Random, cv_style: bool = False) 
 
 
 # ------------------------------------------------------------------------------- attribute
+def _unique_by(scene: Scene, keys: tuple[str, ...]) -> list[SceneObject]:
+    """Objects that are the only one in the scene with their values of ``keys``."""
+    counts = Counter(tuple(getattr(o, k) for k in keys) for o in scene.objects)
+    return [o for o in scene.objects if counts[tuple(getattr(o, k) for k in keys)] == 1]
+
+
+def _described(scene: Scene, rng: random.Random, keys: tuple[str, ...]) -> tuple[SceneObject, str] | None:
+    """An object named by ``keys`` alone (e.g. "triangle") when unique, else by ``size`` and
+    ``keys`` (e.g. "small triangle") when that is unique; None when neither names one object."""
+    for with_size in (False, True):
+        ks = ("size", *keys) if with_size else keys
+        objs = _unique_by(scene, ks)
+        if objs:
+            o = rng.choice(objs)
+            return o, " ".join(getattr(o, k) for k in ks)
+    return None
+
+
 def attribute_question(scene: Scene, rng: random.Random, kind: str | None = None) -> dict | None:
+    """Colour of the <[size] shape>, shape of the <[size] colour> object, size of the <colour
+    shape>: the object is named by as few attributes as make it unique in the scene."""
     kinds = [kind] if kind else rng.sample(["colour", "shape", "size"], 3)
     for k in kinds:
         if k == "colour":
-            by_shape = Counter(o.shape for o in scene.objects)
-            objs = [o for o in scene.objects if by_shape[o.shape] == 1]
-            if not objs:
+            found = _described(scene, rng, ("shape",))
+            if found is None:
                 continue
-            o = rng.choice(objs)
-            q = rng.choice(
-                [f"What colour is the {o.shape}?", f"What is the colour of the {o.shape}?"]
-            )
-            pool = list(COLOURS)
-            return _item(
-                "colour", q, o.colour, _options(o.colour, pool, rng), {"object": {"shape": o.shape}}
-            )
+            o, desc = found
+            q = rng.choice([f"What colour is the {desc}?", f"What is the colour of the {desc}?"])
+            meta = {"object": {"shape": o.shape, **({"size": o.size} if " " in desc else {})}}
+            return _item("colour", q, o.colour, _options(o.colour, list(COLOURS), rng), meta)
         if k == "shape":
-            by_colour = Counter(o.colour for o in scene.objects)
-            objs = [o for o in scene.objects if by_colour[o.colour] == 1]
-            if not objs:
+            found = _described(scene, rng, ("colour",))
+            if found is None:
                 continue
-            o = rng.choice(objs)
+            o, desc = found
             q = rng.choice(
-                [
-                    f"What shape is the {o.colour} object?",
-                    f"What is the shape of the {o.colour} object?",
-                ]
+                [f"What shape is the {desc} object?", f"What is the shape of the {desc} object?"]
             )
-            return _item(
-                "shape",
-                q,
-                o.shape,
-                _options(o.shape, list(SHAPES), rng),
-                {"object": {"colour": o.colour}},
-            )
+            meta = {"object": {"colour": o.colour, **({"size": o.size} if " " in desc else {})}}
+            return _item("shape", q, o.shape, _options(o.shape, list(SHAPES), rng), meta)
         if k == "size":
             objs = unique_objects(scene)
             if not objs:

@@ -6,7 +6,8 @@ drawn later is *nearer* to the camera and occludes the ones drawn before it wher
 ``MIN_VISIBLE`` of its area visible, so counting and naming are always well defined from the image.
 Each object has a thin dark outline, so two overlapping objects of the same colour stay separable.
 
-Everything is deterministic: a scene is a pure function of its seed string.
+Everything is deterministic: a scene is a pure function of its seed string, and its pixels and
+per-pixel object map are pure functions of its annotation (:func:`render`, :func:`object_masks`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -31,13 +32,16 @@ COLOURS = {
 }
 COLOUR_WEIGHTS = (0.28, 0.24, 0.20, 0.16, 0.12)
 SIZES = ("small", "large")
-# Side of the bounding square, as a fraction of the image side.
-SIZE_FRACTION = {"small": 0.19, "large": 0.32}
+# Side of the bounding square, as a fraction of the image side (11 and 17 px at 64 px).
+SIZE_FRACTION = {"small": 0.17, "large": 0.27}
+MIN_SIDE = 6
 BACKGROUND = (128, 128, 128)
 OUTLINE = (20, 20, 20)
 MIN_VISIBLE = 0.5
 SUPERSAMPLE = 4
-MIN_OBJECTS, MAX_OBJECTS = 2, 6
+# Many objects per scene, so that a question names one object (or pair) among several.
+MIN_OBJECTS, MAX_OBJECTS = 3, 8
+OVERLAP_PROBABILITY = 0.35  # chance that a new object is placed over an earlier one (occlusion)
 
 
 @dataclass
@@ -59,6 +63,9 @@ class SceneObject:
         return f"{self.colour} {self.shape}"
 
 
+_OBJECT_FIELDS = fields(SceneObject)
+
+
 @dataclass
 class Scene:
     scene_id: str
@@ -74,9 +81,19 @@ class Scene:
             "seed": self.seed,
             "image_size": self.image_size,
             "background": list(BACKGROUND),
-            "objects": [asdict(o) for o in self.objects],
+            "objects": [{f.name: getattr(o, f.name) for f in _OBJECT_FIELDS} for o in self.objects],
             "occlusions": self.occlusions,
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Scene:
+        return cls(
+            scene_id=data["scene_id"],
+            seed=data["seed"],
+            image_size=int(data["image_size"]),
+            objects=[SceneObject(**o) for o in data["objects"]],
+            occlusions=[list(o) for o in data.get("occlusions", [])],
+        )
 
     def signature(self) -> str:
         """Content of the annotation without ids/seeds: identical scenes have identical signatures."""
@@ -85,6 +102,11 @@ class Scene:
             for o in sorted(self.objects, key=lambda o: o.draw_order)
         ]
         return json.dumps([self.image_size, objs])
+
+
+def side_of(size: str, image_size: int) -> int:
+    """Side in pixels of the bounding square of a ``size`` object."""
+    return max(MIN_SIDE, round(SIZE_FRACTION[size] * image_size))
 
 
 def _polygon(shape: str, x0: float, y0: float, side: float) -> list[tuple[float, float]] | None:
@@ -128,14 +150,59 @@ def _draw(
         draw.polygon(poly, fill=fill, outline=outline, width=width)
 
 
-def _mask(shape: str, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+def shape_mask(shape: str, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """``[size, size]`` bool: the pixels the shape covers (no antialiasing)."""
     img = Image.new("L", (size, size), 0)
     _draw(ImageDraw.Draw(img), shape, x0, y0, side, 1.0, 255, None, 0)
     return np.asarray(img) > 0
 
 
+def object_masks(scene: Scene) -> np.ndarray:
+    """``[n_objects, H, W]`` bool: the full (unoccluded) pixels of each object, in ``objects`` order."""
+    size = scene.image_size
+    out = np.zeros((len(scene.objects), size, size), dtype=bool)
+    for k, o in enumerate(scene.objects):
+        out[k] = shape_mask(o.shape, o.bbox[0], o.bbox[1], o.bbox[2] - o.bbox[0], size)
+    return out
+
+
+def top_object_map(scene: Scene, masks: np.ndarray | None = None) -> np.ndarray:
+    """``[H, W]`` int: index (in ``objects``) of the nearest object covering each pixel, -1 for
+    the background. What the camera sees: the dense labels of the vision tower's pre-training."""
+    masks = object_masks(scene) if masks is None else masks
+    size = scene.image_size
+    top = np.full((size, size), -1, dtype=np.int64)
+    for k in sorted(range(len(scene.objects)), key=lambda k: scene.objects[k].draw_order):
+        top[masks[k]] = k
+    return top
+
+
 def _weighted(rng: random.Random, items, weights):
     return rng.choices(list(items), weights=weights, k=1)[0]
+
+
+def _try_place(
+    rng: random.Random, objects: list[SceneObject], visible: list[np.ndarray], areas: list[int],
+    shape: str, side: int, image_size: int,
+) -> tuple[int, int, np.ndarray] | None:
+    """One candidate position for a new (nearest) object, or None when it hides too much."""
+    if objects and rng.random() < OVERLAP_PROBABILITY:
+        # Deliberately overlap an earlier object a little, for occlusion/depth.
+        ref = rng.choice(objects)
+        cx = ref.centre[0] + rng.uniform(-0.8, 0.8) * side
+        cy = ref.centre[1] + rng.uniform(-0.8, 0.8) * side
+        x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    else:
+        x0 = rng.randint(1, image_size - side - 1)
+        y0 = rng.randint(1, image_size - side - 1)
+    if not (1 <= x0 <= image_size - side - 1 and 1 <= y0 <= image_size - side - 1):
+        return None
+    m = shape_mask(shape, x0, y0, side, image_size)
+    # Every earlier object must keep enough visible area once this one covers it.
+    for vis, area in zip(visible, areas, strict=True):
+        if np.count_nonzero(vis & ~m) < MIN_VISIBLE * area:
+            return None
+    return x0, y0, m
 
 
 def sample_scene(seed: str, scene_id: str, image_size: int = 64, max_tries: int = 200) -> Scene:
@@ -145,68 +212,43 @@ def sample_scene(seed: str, scene_id: str, image_size: int = 64, max_tries: int 
     for _ in range(max_tries):
         objects: list[SceneObject] = []
         masks: list[np.ndarray] = []
-        ok = True
+        visible: list[np.ndarray] = []  # what is still visible of each placed object
+        areas: list[int] = []
         for k in range(n):
             shape = _weighted(rng, SHAPES, SHAPE_WEIGHTS)
             colour = _weighted(rng, COLOURS, COLOUR_WEIGHTS)
             size = rng.choice(SIZES)
-            side = max(6, round(SIZE_FRACTION[size] * image_size))
-            placed = False
+            side = side_of(size, image_size)
+            placed = None
             for _ in range(60):
-                if objects and rng.random() < 0.35:
-                    # Deliberately overlap an earlier object a little, for occlusion/depth.
-                    ref = rng.choice(objects)
-                    cx = ref.centre[0] + rng.uniform(-0.8, 0.8) * side
-                    cy = ref.centre[1] + rng.uniform(-0.8, 0.8) * side
-                    x0, y0 = round(cx - side / 2), round(cy - side / 2)
-                else:
-                    x0 = rng.randint(1, image_size - side - 1)
-                    y0 = rng.randint(1, image_size - side - 1)
-                if not (1 <= x0 <= image_size - side - 1 and 1 <= y0 <= image_size - side - 1):
-                    continue
-                m = _mask(shape, x0, y0, side, image_size)
-                # Each earlier object must keep enough visible area once this one covers it.
-                cover = m.copy()
-                good = True
-                for prev, pm in zip(objects, masks, strict=True):
-                    # visible part of prev = pm minus everything drawn after prev (incl. this one)
-                    later = np.zeros_like(pm)
-                    for q, qm in zip(objects, masks, strict=True):
-                        if q.draw_order > prev.draw_order:
-                            later |= qm
-                    vis = (pm & ~(later | cover)).sum()
-                    if vis < MIN_VISIBLE * pm.sum():
-                        good = False
-                        break
-                if not good:
-                    continue
-                objects.append(
-                    SceneObject(
-                        id=k, shape=shape, colour=colour, size=size,
-                        bbox=[x0, y0, x0 + side, y0 + side],
-                        centre=[x0 + side / 2, y0 + side / 2], draw_order=k,
-                    )
-                )  # fmt: skip
-                masks.append(m)
-                placed = True
+                placed = _try_place(rng, objects, visible, areas, shape, side, image_size)
+                if placed is not None:
+                    break
+            if placed is None:
                 break
-            if not placed:
-                ok = False
-                break
-        if ok:
-            return _finish(Scene(scene_id, seed, image_size, objects), masks)
-    raise RuntimeError(f"could not place objects for scene {scene_id}")
+            x0, y0, m = placed
+            visible = [v & ~m for v in visible]
+            objects.append(
+                SceneObject(
+                    id=k, shape=shape, colour=colour, size=size,
+                    bbox=[x0, y0, x0 + side, y0 + side],
+                    centre=[x0 + side / 2, y0 + side / 2], draw_order=k,
+                )
+            )  # fmt: skip
+            masks.append(m)
+            visible.append(m.copy())
+            areas.append(int(m.sum()))
+        if len(objects) == n:
+            return _finish(Scene(scene_id, seed, image_size, objects), np.stack(masks))
+    raise RuntimeError(f"could not place {n} objects for scene {scene_id} in {max_tries} tries")
 
 
-def _finish(scene: Scene, masks: list[np.ndarray]) -> Scene:
+def _finish(scene: Scene, masks: np.ndarray) -> Scene:
     n = len(scene.objects)
-    for o, m in zip(scene.objects, masks, strict=True):
-        later = np.zeros_like(m)
-        for q, qm in zip(scene.objects, masks, strict=True):
-            if q.draw_order > o.draw_order:
-                later |= qm
-        o.area = int(m.sum())
-        o.visible_area = int((m & ~later).sum())
+    top = top_object_map(scene, masks)
+    for k, o in enumerate(scene.objects):
+        o.area = int(masks[k].sum())
+        o.visible_area = int((top == k).sum())
         o.visible_fraction = round(o.visible_area / max(o.area, 1), 4)
         o.depth_rank = n - 1 - o.draw_order
     occ = []

@@ -5,18 +5,31 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
 from aki.data.synth import questions as Q
-from aki.data.synth.scenes import COLOURS, SHAPES, SIZES, Scene, render, sample_scene, scene_seed
+from aki.data.synth.scenes import (
+    COLOURS,
+    MAX_OBJECTS,
+    MIN_OBJECTS,
+    SHAPES,
+    SIZES,
+    Scene,
+    render,
+    sample_scene,
+    scene_seed,
+)
+from aki.data.synth.workers import parallel_map
+from aki.prompts import LETTERS
 
 CV_TASKS = {"Count": "2D", "Relation": "2D", "Depth": "3D", "Distance": "3D"}
 SOURCES_2D = ("ADE20K", "COCO")
 SOURCE_3D = "Omni3D"
 POPE_CATEGORIES = ("random", "popular", "adversarial")
 SFT_TASKS = ("Count", "Relation", "Depth", "Distance", "Attribute", "Existence")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _dump(obj) -> str:
@@ -29,27 +42,33 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(_dump(r) + "\n")
 
 
-def _make_scenes(seed: int, split: str, n: int, image_size: int, avoid: set[str]) -> list[Scene]:
-    scenes = []
-    for i in range(n):
+def _scene_job(job: tuple[int, str, int, int, int]) -> tuple[Scene, bytes]:
+    """Sample and render one scene (PNG bytes): a pure function of its arguments."""
+    seed, split, index, attempt, image_size = job
+    s = sample_scene(scene_seed(seed, split, index, attempt), f"{split}_{index:06d}", image_size)
+    buf = io.BytesIO()
+    render(s).save(buf, format="PNG", optimize=False, compress_level=6)
+    return s, buf.getvalue()
+
+
+def _make_scenes(
+    seed: int, split: str, n: int, image_size: int, avoid: set[str], workers: int | None
+) -> list[tuple[Scene, bytes]]:
+    out = parallel_map(_scene_job, [(seed, split, i, 0, image_size) for i in range(n)], workers)
+    for i, (s, _png) in enumerate(out):
         attempt = 0
-        while True:
-            s = sample_scene(scene_seed(seed, split, i, attempt), f"{split}_{i:06d}", image_size)
-            if s.signature() not in avoid:
-                break
+        while s.signature() in avoid:  # never a test scene equal to a train scene
             attempt += 1
-        scenes.append(s)
-    return scenes
+            out[i] = _scene_job((seed, split, i, attempt, image_size))
+            s = out[i][0]
+    return out
 
 
-def _save_images(split_dir: Path, scenes: list[Scene]) -> dict[str, bytes]:
+def _save_images(split_dir: Path, scenes: list[tuple[Scene, bytes]]) -> dict[str, bytes]:
     (split_dir / "images").mkdir(parents=True, exist_ok=True)
     (split_dir / "annotations").mkdir(parents=True, exist_ok=True)
     pngs = {}
-    for s in scenes:
-        buf = io.BytesIO()
-        render(s).save(buf, format="PNG", optimize=False, compress_level=6)
-        data = buf.getvalue()
+    for s, data in scenes:
         pngs[s.scene_id] = data
         (split_dir / "images" / f"{s.scene_id}.png").write_bytes(data)
         (split_dir / "annotations" / f"{s.scene_id}.json").write_text(
@@ -88,10 +107,10 @@ def _sft_items(s: Scene, rng: random.Random, stats: Q.ObjectStats, counter: Coun
         k = len(rows)
         if rng.random() < 0.5 and item["choices"]:
             choices = item["choices"]
-            letter = Q.LETTERS[choices.index(item["answer"])]
+            letter = LETTERS[choices.index(item["answer"])]
             prompt, answer, fmt = Q.mc_prompt(item["question"], choices), letter, "mc"
         else:
-            prompt, answer, fmt = Q.short_prompt(item["question"]), item["answer"], "short"
+            prompt, answer, fmt = Q.short_prompt(item["question"], rng), item["answer"], "short"
         meta = dict(
             item["meta"], question=item["question"], answer=item["answer"], choices=item["choices"]
         )
@@ -125,16 +144,17 @@ def _sft_items(s: Scene, rng: random.Random, stats: Q.ObjectStats, counter: Coun
     for name, label, how in items:
         q = Q.existence_question(name)
         rows.append(
-            _conv(f"{s.scene_id}-{len(rows)}", s, Q.short_prompt(q), label, "Existence", "short",
+            _conv(f"{s.scene_id}-{len(rows)}", s, Q.short_prompt(q, rng), label, "Existence", "short",
                   {"object": name, "sampling": how, "question": q, "answer": label})
         )  # fmt: skip
         counter["Existence/short"] += 1
     return rows
 
 
-def _write_train(out: Path, scenes: list[Scene], seed: int, shard_size: int) -> dict:
+def _write_train(out: Path, rendered: list[tuple[Scene, bytes]], seed: int, shard_size: int) -> dict:
     d = out / "train"
-    pngs = _save_images(d, scenes)
+    pngs = _save_images(d, rendered)
+    scenes = [s for s, _ in rendered]
     stats = Q.ObjectStats(scenes)
     counter: Counter = Counter()
     sft, pt = [], []
@@ -172,9 +192,10 @@ def _write_shards(d: Path, pt: list[dict], pngs: dict[str, bytes], shard_size: i
 
 
 # ------------------------------------------------------------------------------------- test
-def _write_test(out: Path, scenes: list[Scene], seed: int, pope_per_image: int) -> dict:
+def _write_test(out: Path, rendered: list[tuple[Scene, bytes]], seed: int, pope_per_image: int) -> dict:
     d = out / "test"
-    _save_images(d, scenes)
+    _save_images(d, rendered)
+    scenes = [s for s, _ in rendered]
     stats = Q.ObjectStats(scenes)  # POPE: popularity/co-occurrence within the evaluation set
     cv, pope, attrs = [], [], []
     per_task_seen: Counter = Counter()
@@ -200,7 +221,7 @@ def _write_test(out: Path, scenes: list[Scene], seed: int, pope_per_image: int) 
                     "task": task,
                     "question": item["question"],
                     "choices": choices,
-                    "answer": f"({Q.LETTERS[choices.index(item['answer'])]})",
+                    "answer": f"({LETTERS[choices.index(item['answer'])]})",
                     "prompt": Q.mc_prompt(item["question"], choices),
                     "source": source,
                     "image": _image(s),
@@ -264,6 +285,46 @@ def _open_row(qid: int, s: Scene, item: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------- api
+WRITTEN_ENTRIES = ("README.md", "metadata.json", "train", "test")
+"""The top-level entries :func:`generate` writes; ``overwrite`` removes nothing else."""
+
+
+class OutputNotEmptyError(FileExistsError):
+    """The output folder already holds files: writing into it would mix two datasets."""
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Make ``out`` an empty folder, or refuse without touching anything.
+
+    A used folder is refused unless ``overwrite``: the old seed's shards would otherwise stay
+    next to the new ones (and a ``pt-*.tar`` glob would train on both). ``overwrite`` removes
+    the old dataset first, and only a folder that holds nothing but what this writer writes.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a folder; choose a folder for --out.")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if not overwrite:
+        raise OutputNotEmptyError(
+            f"{out} is not empty ({len(entries)} entries, e.g. {entries[0]}), and writing into it would "
+            "mix two datasets; choose an empty folder, or pass --overwrite to remove the old dataset first."
+        )
+    foreign = [e for e in entries if e not in WRITTEN_ENTRIES]
+    if foreign:
+        raise OutputNotEmptyError(
+            f"{out} holds files that `aki data synth` did not write ({', '.join(foreign[:3])}), so "
+            "--overwrite will not remove it; choose an empty folder or remove them yourself."
+        )
+    for e in entries:
+        p = out / e
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def generate(
     out: str | Path,
     n_train: int = 2000,
@@ -272,24 +333,29 @@ def generate(
     image_size: int = 64,
     shard_size: int = 1000,
     pope_per_image: int = 3,
+    overwrite: bool = False,
+    workers: int | None = None,
 ) -> dict:
     """Generate the dataset under ``out``; returns the metadata (also written to ``metadata.json``).
 
-    Same arguments -> byte-identical files. Train and test scenes come from disjoint seed streams,
-    and a test scene whose annotation equals a train scene's is re-sampled.
+    Same arguments -> byte-identical files (for any ``workers``). Train and test scenes come
+    from disjoint seed streams, and a test scene whose annotation equals a train scene's is
+    re-sampled. A non-empty ``out`` is refused (:class:`OutputNotEmptyError`) unless
+    ``overwrite``, which removes the old dataset first.
     """
     from aki.data.synth import README_TEXT
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_scenes = _make_scenes(seed, "train", n_train, image_size, set())
+    prepare_output(out, overwrite)
+    train_scenes = _make_scenes(seed, "train", n_train, image_size, set(), workers)
     test_scenes = _make_scenes(
-        seed, "test", n_test, image_size, {s.signature() for s in train_scenes}
+        seed, "test", n_test, image_size, {s.signature() for s, _ in train_scenes}, workers
     )
     meta = {
         "format_version": FORMAT_VERSION,
         "seed": seed,
         "image_size": image_size,
+        "objects_per_scene": [MIN_OBJECTS, MAX_OBJECTS],
         "shapes": list(SHAPES),
         "colours": list(COLOURS),
         "sizes": list(SIZES),
