@@ -23,15 +23,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
-import time
 import warnings
 
 import torch
 
 from aki.model.presets import TINY_NUM_IMAGE_TOKENS, sized_text_config, tiny_config
 from aki.testing import build_seeded, make_batch
+from timing import device_sync, median_times
 
 
 def build(args):
@@ -88,9 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         embeds = model.embed(batch["input_ids"], batch["pixel_values"])
     llm = model.language_model
 
-    def sync():
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
+    sync = device_sync(args.device)
 
     outputs = {}
 
@@ -105,19 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         outputs["bare"] = llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **gen)
 
     variants = {"aki batched": aki_batched, "aki batch-1 loop": aki_loop, "bare LLM": bare}
-    times: dict[str, list[float]] = {k: [] for k in variants}
     with torch.inference_mode():
-        for fn in variants.values():  # warm-up
-            fn()
-        for _ in range(args.repeats):
-            for name, fn in variants.items():  # interleaved
-                gc.collect()
-                sync()
-                t = time.perf_counter()
-                fn()
-                sync()
-                times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+        med = median_times(variants, args.repeats, sync=sync)
     n_tokens = args.batch * args.new
     L = batch["input_ids"].shape[1]
     print(f"aki generation benchmark: {args.family} hidden {args.hidden} x {args.layers} layers, vocab {args.vocab}, "

@@ -32,9 +32,6 @@ little about a GPU; use it to check the script, then run it where a GPU is lent:
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
-import time
 import warnings
 
 import torch
@@ -42,6 +39,7 @@ import torch
 from aki.masks import Segment
 from aki.model.presets import build_seeded, sized_text_config, tiny_config
 from bench_train_step import IMAGE_TOKENS, batch_for  # same folder: one layout builder
+from timing import device_sync, median_times
 
 
 def build(args, rule: str, attn: str):
@@ -111,21 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         return lambda: model(**batch, logits_to_keep=1)
 
     variants = {"native causal (LLM, no mask)": native, **{k: aki(m) for k, m in models.items()}}
-    sync = torch.cuda.synchronize if gpu else (lambda: None)
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    with torch.no_grad():
-        for fn in variants.values():  # warm-up (compiles flex)
-            fn()
-        sync()
-        for _ in range(args.repeats):
-            for name, fn in variants.items():  # interleaved
-                gc.collect()
-                sync()
-                t = time.perf_counter()
-                fn()
-                sync()
-                times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    with torch.no_grad():  # the warm-up call compiles flex
+        med = median_times(variants, args.repeats, sync=device_sync(args.device))
     B, L = batch["input_ids"].shape
     ref = med["native causal (LLM, no mask)"]
     print(f"\nprefill, {args.family} hidden {args.hidden} x {args.layers} layers, {args.dtype} on {args.device}; "

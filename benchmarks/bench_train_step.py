@@ -27,9 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
-import time
 import warnings
 
 import torch
@@ -39,6 +36,7 @@ from aki.masks import RULE_NAMES, Segment
 from aki.model.loss import next_token_loss
 from aki.model.presets import sized_text_config, tiny_config
 from aki.testing import build_seeded, make_batch
+from timing import median_times
 
 IMAGE_TOKENS = 144
 
@@ -123,18 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         variants[f"aki {rule}"] = aki(rule)
     variants["aki causal, all-position loss"] = aki_all_positions
 
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for fn in variants.values():  # warm-up
-        fn()
-    for _ in range(args.repeats):
-        for name, fn in variants.items():  # interleaved
-            for m in [base, *models.values()]:
-                m.zero_grad(set_to_none=True)
-            gc.collect()
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    def zero_grads():
+        for m in [base, *models.values()]:
+            m.zero_grad(set_to_none=True)
+
+    med = median_times(variants, args.repeats, before_each=zero_grads)
     B, L = batch["input_ids"].shape
     trained = int((labels[:, 1:] != -100).sum())
     real = int(batch["attention_mask"].sum())
