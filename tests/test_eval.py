@@ -154,3 +154,42 @@ def test_eval_cli_registered():
 
     res = CliRunner().invoke(app, ["eval", "--help"])
     assert res.exit_code == 0 and "--data" in res.output
+
+
+def test_continuation_logprob_matches_generate_forced_to_the_continuation():
+    """The log-likelihood path reads the prompt as generate does: generate forced to emit the
+    continuation (its raw logits, before the forcing) gives the same summed log-probabilities and
+    the same greedy verdict; the model's own greedy answer scores as greedy."""
+    from PIL import Image
+
+    from aki.eval.generation import continuation_logprob, prompt_inputs
+    from aki.testing import tiny_model
+
+    model, processor = tiny_model("llama", rule="mma")
+    image = Image.new("RGB", (64, 64), "red")
+    question = "What is shown?"
+    inputs = prompt_inputs(model, processor, [question], [image])
+    start = inputs["input_ids"].shape[1]
+
+    def forced(text: str):
+        ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=len(ids), do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True, eos_token_id=None,
+                                 prefix_allowed_tokens_fn=lambda _b, seq: [ids[len(seq) - start]])
+        assert out.sequences[0, start:].tolist() == ids
+        logp = [torch.log_softmax(step[0].float(), -1) for step in out.logits]
+        return sum(float(lp[t]) for lp, t in zip(logp, ids, strict=True)), all(int(lp.argmax()) == t for lp, t in zip(logp, ids, strict=True))
+
+    for text in ("red circle", "a blue square"):
+        expected, expected_greedy = forced(text)
+        logp, greedy = continuation_logprob(model, processor, question, image, text)
+        assert logp == pytest.approx(expected, abs=1e-4)
+        assert greedy == expected_greedy
+    with torch.inference_mode():
+        own = model.generate(**inputs, max_new_tokens=3, do_sample=False, eos_token_id=None)[0, start:].tolist()
+    own_text = processor.tokenizer.decode(own)
+    if processor.tokenizer(own_text, add_special_tokens=False)["input_ids"] == own:  # a clean round trip
+        assert continuation_logprob(model, processor, question, image, own_text)[1]
+    with pytest.raises(ValueError, match="empty"):
+        continuation_logprob(model, processor, question, image, "")

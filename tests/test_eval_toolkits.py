@@ -263,3 +263,32 @@ def test_vlmevalkit_launcher_fails_when_vlmevalkit_skips_a_failure(saved_tiny_mo
                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     assert "aki.eval.toolkits.vlmevalkit: error: aki x MME_aki_tiny: " in run.stderr, run.stderr[-3000:]
+
+
+LMMS_LOGLIKELIHOOD = """
+import json, sys
+from types import SimpleNamespace
+from PIL import Image
+from aki.eval.toolkits.lmms_eval import AkiLmms
+from aki.eval.generation import continuation_logprob
+m = AkiLmms(pretrained=sys.argv[1])
+doc = {"q": "What is shown?"}
+m.task_dict = {"t": {"test": [doc]}}
+image = Image.new("RGB", (64, 64), "red")
+reqs = [SimpleNamespace(args=("What is shown?", target, lambda d: [image], 0, "t", "test"))
+        for target in ("red circle", lambda d: "a blue square")]
+got = m.loglikelihood(reqs)
+want = [continuation_logprob(m.model, m.processor, "What is shown?", image, t) for t in ("red circle", "a blue square")]
+print(json.dumps({"got": got, "want": want}))
+"""
+
+
+def test_lmms_eval_loglikelihood_scores_the_target_after_the_context(saved_tiny_model):
+    out = subprocess.run([str(_toolkit_python()), "-c", LMMS_LOGLIKELIHOOD, str(saved_tiny_model)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(res["got"]) == 2
+    for (logp, greedy), (want_logp, want_greedy) in zip(res["got"], res["want"], strict=True):
+        assert logp == pytest.approx(want_logp, abs=1e-5) and logp < 0
+        assert greedy == want_greedy

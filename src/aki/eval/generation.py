@@ -32,12 +32,9 @@ def model_device_dtype(model):
     return device, dtype
 
 
-def generate_batch(model, processor, prompts: Sequence[str], images: Sequence, max_new_tokens: int = 8,
-                   order: str = "I&T") -> list[str]:
-    """Greedy answers for one batch.
-
-    ``images[i]`` is the i-th row's image: one PIL image, a list of them, or None (text only).
-    """
+def prompt_inputs(model, processor, prompts: Sequence[str], images: Sequence, order: str = "I&T") -> dict:
+    """Model inputs for one batch of user turns ending in the generation prompt, on the model's
+    device (left padded). ``images[i]``: one PIL image, a list of them, or None (text only)."""
     import torch
 
     per_row = [[] if img is None else (list(img) if isinstance(img, (list, tuple)) else [img]) for img in images]
@@ -60,6 +57,18 @@ def generate_batch(model, processor, prompts: Sequence[str], images: Sequence, m
                 if k == "pixel_values" and dtype is not None:
                     v = v.to(dtype)
             kwargs[k] = v
+    return kwargs
+
+
+def generate_batch(model, processor, prompts: Sequence[str], images: Sequence, max_new_tokens: int = 8,
+                   order: str = "I&T") -> list[str]:
+    """Greedy answers for one batch.
+
+    ``images[i]`` is the i-th row's image: one PIL image, a list of them, or None (text only).
+    """
+    import torch
+
+    kwargs = prompt_inputs(model, processor, prompts, images, order)
     eos = getattr(processor, "eos_token_ids", None)
     extra = {"eos_token_id": list(eos)} if eos else {}
     with torch.inference_mode():
@@ -68,4 +77,29 @@ def generate_batch(model, processor, prompts: Sequence[str], images: Sequence, m
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)]
 
 
-__all__ = ["GENERATE_KEYS", "generate_batch", "model_device_dtype"]
+def continuation_logprob(model, processor, prompt: str, image, continuation: str,
+                         order: str = "I&T") -> tuple[float, bool]:
+    """``(log p(continuation | prompt), whether greedy decoding gives exactly it)``: the answer's
+    tokens follow the generation prompt as ANSWER tokens, so the prompt is read under the model's
+    rule exactly as :func:`generate_batch` reads it (what likelihood-scored tasks ask for)."""
+    import torch
+
+    from aki.masks import Segment
+
+    kwargs = prompt_inputs(model, processor, [prompt], [image], order)
+    ids = kwargs["input_ids"]
+    cont = processor.tokenizer(continuation, add_special_tokens=False, return_tensors="pt")["input_ids"].to(ids.device)
+    n = cont.shape[1]
+    if n == 0:
+        raise ValueError("the continuation is empty: there is nothing to score")
+    kwargs["input_ids"] = torch.cat([ids, cont], dim=1)
+    kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones_like(cont)], dim=1)
+    kwargs["segments"] = torch.cat([kwargs["segments"], torch.full_like(cont, int(Segment.ANSWER))], dim=1)
+    with torch.inference_mode():
+        logits = model(**kwargs).logits[0, -n - 1:-1].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    total = float(logp.gather(-1, cont[0, :, None]).sum())
+    return total, bool((logp.argmax(-1) == cont[0]).all())
+
+
+__all__ = ["GENERATE_KEYS", "continuation_logprob", "generate_batch", "model_device_dtype", "prompt_inputs"]

@@ -4,7 +4,10 @@ entry point that aki's package declares (no fork, no environment variable)::
     lmms-eval --model aki --model_args pretrained=/path/to/saved/model --tasks mme
 
 Greedy answers through :func:`aki.eval.generation.generate_batch`; the task's ``max_new_tokens``
-is used, ``until`` strings cut the answer afterwards. lmms-eval's own prompts and scorers apply.
+is used, ``until`` strings cut the answer afterwards. Likelihood tasks are scored through
+:func:`aki.eval.generation.continuation_logprob`. Multi-round tasks are refused with a clear error
+(their chat state is lmms-eval's own and not wired to aki's prompts). lmms-eval's own prompts and
+scorers apply.
 """
 
 from __future__ import annotations
@@ -58,8 +61,22 @@ if lmms is not None:
                 out.append(text)
             return out
 
-        def loglikelihood(self, requests):
-            raise NotImplementedError("aki's lmms-eval model answers generation tasks only")
+        def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+            """``(log p(target | context), is greedy)`` per request, for likelihood-scored tasks."""
+            from tqdm.auto import tqdm
+
+            from aki.eval.generation import continuation_logprob
+            from aki.processing import load_image
+
+            out = []
+            for request in tqdm(requests, desc="aki", disable=len(requests) < 2):
+                context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
+                doc = self.task_dict[task][split][doc_id]
+                target = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
+                visuals = doc_to_visual(doc) or []
+                image = load_image(visuals[0]) if visuals else None  # the paper's models read one image
+                out.append(continuation_logprob(self.model, self.processor, context, image, str(target)))
+            return out
 
         def generate_until_multi_round(self, requests):
             raise NotImplementedError("aki's lmms-eval model answers single-turn tasks only")
