@@ -279,11 +279,19 @@ reqs = [SimpleNamespace(args=("What is shown?", target, lambda d: [image], 0, "t
         for target in ("red circle", lambda d: "a blue square")]
 got = m.loglikelihood(reqs)
 want = [continuation_logprob(m.model, m.processor, "What is shown?", image, t) for t in ("red circle", "a blue square")]
-print(json.dumps({"got": got, "want": want}))
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ask = SimpleNamespace(args=("What is shown?", {"temperature": 0.7, "max_new_tokens": 2}, lambda d: [image], 0, "t", "test"))
+    m.generate_until([ask, ask])
+said = [str(w.message) for w in caught if "greedily" in str(w.message)]
+print(json.dumps({"got": got, "want": want, "said": said}))
 """
 
 
 def test_lmms_eval_loglikelihood_scores_the_target_after_the_context(saved_tiny_model):
+    """Likelihood requests score the target after the context; a task asking for sampling is told,
+    once, that aki answers greedily."""
     out = subprocess.run([str(_toolkit_python()), "-c", LMMS_LOGLIKELIHOOD, str(saved_tiny_model)],
                          capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -292,3 +300,4 @@ def test_lmms_eval_loglikelihood_scores_the_target_after_the_context(saved_tiny_
     for (logp, greedy), (want_logp, want_greedy) in zip(res["got"], res["want"], strict=True):
         assert logp == pytest.approx(want_logp, abs=1e-5) and logp < 0
         assert greedy == want_greedy
+    assert len(res["said"]) == 1 and "temperature" in res["said"][0]

@@ -41,8 +41,11 @@ if lmms is not None:
 
             self.model, self.processor = load(pretrained, device, dtype)
             self.batch_size_per_gpu = int(batch_size)
+            self._said_greedy = False  # warn once per run when a task asks for sampling
 
         def generate_until(self, requests) -> list[str]:
+            import warnings
+
             from tqdm.auto import tqdm
 
             from aki.eval.toolkits.common import answer
@@ -52,6 +55,10 @@ if lmms is not None:
                 context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
                 visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
                 gen_kwargs = dict(gen_kwargs or {})
+                if (gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0) and not self._said_greedy:
+                    warnings.warn(f"aki answers greedily; task {task!r} asks for sampling ({gen_kwargs}), "
+                                  "which is not applied", stacklevel=2)
+                    self._said_greedy = True
                 text = answer(self.model, self.processor, context, list(visuals),
                               int(gen_kwargs.get("max_new_tokens", 128)))
                 until = gen_kwargs.get("until") or []
