@@ -176,3 +176,20 @@ def test_tiny_vlm_starts_from_the_tower_frozen(short_tower, tmp_path):
     assert changed  # the resampler and the LLM trained ...
     for k, v in tower.state_dict().items():  # ... and the tower did not
         assert torch.equal(a[f"vision_tower.{k}"], v), k
+
+
+def test_tiny_vlm_init_std_sets_the_decoder_and_resampler_scale(synth_train):
+    """``TinyVLMSize.llm_init_std`` is transformers' ``initializer_range`` of the tiny decoder (and of
+    the resampler, which reads it from the text config); it is saved with the model."""
+    from aki.experiments.tiny_vlm import TinyVLMSize, build_tiny_vlm
+
+    data = synth_train(24)
+    stds = {}
+    for std in (0.02, 0.08):
+        model, _ = build_tiny_vlm(data, TinyVLMSize(llm_init_std=std, vocab_size=300), seed=0)
+        assert model.config.text_config.initializer_range == std
+        sd = model.state_dict()
+        stds[std] = [float(sd[k].std()) for k in ("language_model.model.layers.0.self_attn.q_proj.weight",
+                                                  "resampler.layers.0.attn.to_q.weight")]
+    for std, measured in stds.items():
+        assert all(abs(m - std) < 0.15 * std for m in measured), (std, measured)

@@ -33,6 +33,8 @@ class TinyVLMSize:
     llm_intermediate: int = 384
     vocab_size: int = 1024
     family: str = "llama3"
+    # Std of the LLM's and resampler's initial weights (transformers' ``initializer_range``).
+    llm_init_std: float = 0.02
 
 
 def load_tower(path: str | Path):
@@ -112,6 +114,7 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
         "num_key_value_heads": size.llm_kv_heads,
         "max_position_embeddings": 1024,
         "tie_word_embeddings": False,
+        "initializer_range": size.llm_init_std,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
