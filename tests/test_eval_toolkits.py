@@ -285,13 +285,22 @@ with warnings.catch_warnings(record=True) as caught:
     ask = SimpleNamespace(args=("What is shown?", {"temperature": 0.7, "max_new_tokens": 2}, lambda d: [image], 0, "t", "test"))
     m.generate_until([ask, ask])
 said = [str(w.message) for w in caught if "greedily" in str(w.message)]
-print(json.dumps({"got": got, "want": want, "said": said}))
+calls = []
+def next_round(doc, previous_output, round_idx, previous_round_info):
+    calls.append((list(previous_output), round_idx, previous_round_info))
+    return [image], "And the colour?", round_idx >= 2, previous_output, {"round": round_idx}
+multi = SimpleNamespace(args=("What is shown?", {"max_new_tokens": 3}, lambda d: [image], next_round, 0, "t", "test"))
+rounds = m.generate_until_multi_round([multi])
+single = [SimpleNamespace(args=(c, {"max_new_tokens": 3}, lambda d: [image], 0, "t", "test"))
+          for c in ("What is shown?", "And the colour?")]
+print(json.dumps({"got": got, "want": want, "said": said, "rounds": rounds, "single": m.generate_until(single),
+                  "calls": calls}))
 """
 
 
 def test_lmms_eval_loglikelihood_scores_the_target_after_the_context(saved_tiny_model):
     """Likelihood requests score the target after the context; a task asking for sampling is told,
-    once, that aki answers greedily."""
+    once, that aki answers greedily; multi-round requests follow lmms-eval's round protocol."""
     out = subprocess.run([str(_toolkit_python()), "-c", LMMS_LOGLIKELIHOOD, str(saved_tiny_model)],
                          capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -301,3 +310,6 @@ def test_lmms_eval_loglikelihood_scores_the_target_after_the_context(saved_tiny_
         assert logp == pytest.approx(want_logp, abs=1e-5) and logp < 0
         assert greedy == want_greedy
     assert len(res["said"]) == 1 and "temperature" in res["said"][0]
+    # multi-round: each round answers the task's next context as a single-turn prompt, until terminal
+    assert res["rounds"] == [res["single"]]
+    assert res["calls"] == [[res["single"][:1], 1, None], [res["single"], 2, {"round": 1}]]

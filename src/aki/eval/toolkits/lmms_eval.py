@@ -43,29 +43,33 @@ if lmms is not None:
             self.batch_size_per_gpu = int(batch_size)
             self._said_greedy = False  # warn once per run when a task asks for sampling
 
-        def generate_until(self, requests) -> list[str]:
+        def _answer(self, context: str, visuals: list, gen_kwargs: dict | None, task: str) -> str:
+            """One greedy answer to ``context`` about ``visuals``, cut at the task's stop strings."""
             import warnings
 
-            from tqdm.auto import tqdm
-
             from aki.eval.toolkits.common import answer
+
+            gen_kwargs = dict(gen_kwargs or {})
+            if (gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0) and not self._said_greedy:
+                warnings.warn(f"aki answers greedily; task {task!r} asks for sampling ({gen_kwargs}), "
+                              "which is not applied", stacklevel=3)
+                self._said_greedy = True
+            text = answer(self.model, self.processor, context, list(visuals or []),
+                          int(gen_kwargs.get("max_new_tokens", 128)))
+            until = gen_kwargs.get("until") or []
+            for stop in [until] if isinstance(until, str) else until:
+                if stop:
+                    text = text.split(stop)[0]
+            return text
+
+        def generate_until(self, requests) -> list[str]:
+            from tqdm.auto import tqdm
 
             out = []
             for request in tqdm(requests, desc="aki", disable=len(requests) < 2):
                 context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
                 visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
-                gen_kwargs = dict(gen_kwargs or {})
-                if (gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0) and not self._said_greedy:
-                    warnings.warn(f"aki answers greedily; task {task!r} asks for sampling ({gen_kwargs}), "
-                                  "which is not applied", stacklevel=2)
-                    self._said_greedy = True
-                text = answer(self.model, self.processor, context, list(visuals),
-                              int(gen_kwargs.get("max_new_tokens", 128)))
-                until = gen_kwargs.get("until") or []
-                for stop in [until] if isinstance(until, str) else until:
-                    if stop:
-                        text = text.split(stop)[0]
-                out.append(text)
+                out.append(self._answer(context, visuals, gen_kwargs, task))
             return out
 
         def loglikelihood(self, requests) -> list[tuple[float, bool]]:
@@ -85,5 +89,25 @@ if lmms is not None:
                 out.append(continuation_logprob(self.model, self.processor, context, image, str(target)))
             return out
 
-        def generate_until_multi_round(self, requests):
-            raise NotImplementedError("aki's lmms-eval model answers single-turn tasks only")
+        def generate_until_multi_round(self, requests) -> list[list[str]]:
+            """lmms-eval's multi-round protocol (as its Qwen2-VL and LLaVA-OneVision models follow it):
+            round 0 answers the request's context; after each round the task's ``doc_to_text(doc,
+            previous_output=, round_idx=, previous_round_info=)`` returns ``(visuals, context,
+            terminal, round results, info)`` for the next one, until ``terminal``. Each round is one
+            single-turn prompt (the task puts the history into its context), as aki is trained."""
+            from tqdm.auto import tqdm
+
+            out = []
+            for request in tqdm(requests, desc="aki", disable=len(requests) < 2):
+                context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = request.args
+                doc = self.task_dict[task][split][doc_id]
+                visuals, rounds, info = doc_to_visual(doc) or [], [], None
+                while True:
+                    rounds.append(self._answer(context, visuals, gen_kwargs, task))
+                    visuals, context, terminal, results, info = doc_to_text(
+                        doc, previous_output=list(rounds), round_idx=len(rounds), previous_round_info=info)
+                    rounds = list(results)
+                    if terminal:
+                        break
+                out.append(rounds)
+            return out
