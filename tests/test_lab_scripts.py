@@ -35,3 +35,49 @@ def test_lookup_upper_bound_names_a_missing_model(synth_train):
     lab = _load("lab_lookup_upper_bound")
     with pytest.raises(SystemExit, match="needs --model"):
         lab.main(["--data", str(synth_train(40)), "--features", "resampler", "--steps", "1", "--n-test", "1"])
+
+
+def test_scene_as_text_trains_on_captions_and_scores_held_out_scenes(synth_train, tmp_path, capsys):
+    data = synth_train(40)
+    lab = _load("lab_scene_as_text")
+    out = tmp_path / "lab"
+    scores = lab.main(["--data", str(data), "--out", str(out), "--steps", "2", "--batch-size", "4",
+                       "--held-out", "8", "--score-items", "30"])
+    # No image anywhere: every prompt holds its scene's caption instead.
+    captions = {json.loads(line)["caption"] for line in (data / "train" / "pt.jsonl").read_text().splitlines()}
+    for line in (out / "data" / "train" / "sft.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        assert "<image>" not in rec["conversations"][0]["value"] and "image" not in rec
+        assert any(rec["conversations"][0]["value"].startswith(c) for c in captions)
+    held = [json.loads(line)["id"].split("-")[0] for line in (out / "data" / "heldout.jsonl").read_text().splitlines()]
+    trained = [json.loads(line)["id"].split("-")[0] for line in (out / "data" / "train" / "sft.jsonl").read_text().splitlines()]
+    assert held and not set(held) & set(trained)
+    assert scores and all(0.0 <= v <= 100.0 for v in scores.values())
+    assert json.loads((out / "results.json").read_text())["teacher_forced_accuracy"] == scores
+    assert "%" in capsys.readouterr().out
+
+
+def test_scene_as_text_refuses_to_hold_out_every_scene(synth_train, tmp_path):
+    lab = _load("lab_scene_as_text")
+    with pytest.raises(SystemExit, match="leaves none to train on"):
+        lab.main(["--data", str(synth_train(40)), "--out", str(tmp_path / "x"), "--held-out", "40"])
+
+
+def test_scene_as_text_transfer_runs_the_quickstart_stages_from_the_text_model(tmp_path):
+    from aki.data.synth import generate
+
+    data = tmp_path / "data"
+    generate(data, n_train=30, n_test=6, seed=0)
+    lab = _load("lab_scene_as_text")
+    out = tmp_path / "lab"
+    lab.main(["--data", str(data), "--out", str(out), "--steps", "2", "--batch-size", "4", "--held-out", "5",
+              "--score-items", "10", "--transfer", "causal,mma", "--transfer-steps", "2", "2"])
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["transfer"]) == {"causal", "mma"}
+    for scores in results["transfer"].values():
+        assert set(scores["cvbench"]) >= {"Count", "Relation", "Depth"} and "adversarial" in scores["pope_f1"]
+    # Pre-training started from the text-trained model (its config records where it started).
+    import yaml
+
+    pt_config = yaml.safe_load((out / "vlm" / "pt" / "config.yaml").read_text())
+    assert pt_config["init"]["from_dir"] == str(out / "run" / "final")
