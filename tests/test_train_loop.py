@@ -248,3 +248,34 @@ def test_init_from_vision_and_llm_components(synth, tmp_path):
     final = AkiForConditionalGeneration.from_pretrained(tmp_path / "run" / "final")
     assert {p.dtype for p in final.parameters()} == {torch.float32}
     assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["dtype"] == "float32"
+
+
+def test_resume_when_some_parameters_never_had_a_gradient(synth, tmp_path, monkeypatch):
+    """Text-only SFT never reaches the resampler, so AdamW has no state for it at the checkpoint;
+    resuming restores that optimizer as it was (a warning names the parameters) and is bit-exact."""
+    text_only = tmp_path / "text.jsonl"
+    with open(synth / "train" / "sft.jsonl") as src, open(text_only, "w") as dst:
+        for line in src:
+            rec = json.loads(line)
+            rec.pop("image")
+            for turn in rec["conversations"]:
+                turn["value"] = turn["value"].replace("<image>", "").strip()
+            dst.write(json.dumps(rec) + "\n")
+    data = {"sources": [{"format": "sft_llava", "path": str(text_only)}]}
+    full = train(sft_cfg(synth, tmp_path / "full", max_steps=6, save_every=3, data=data))["losses"]
+
+    real_save = ckpt.save_checkpoint
+
+    def crash_after_step_3(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        if args[1] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return path
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", crash_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(sft_cfg(synth, tmp_path / "cut", max_steps=6, save_every=3, data=data))
+    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
+    with pytest.warns(UserWarning, match=r"no optimizer state for \d+ parameter\(s\) \(resampler\."):
+        resumed = train(sft_cfg(synth, tmp_path / "cut", max_steps=6, save_every=3, data=data), resume=True)
+    assert resumed["losses"] == full[3:]  # bit-exact

@@ -187,10 +187,12 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     meta = read_meta(path)
     states = _states(model, optimizer)
     try:
+        partial = _drop_unsaved_optimizer_state(states["optimizer"], path)
         with _quiet_single_process():
             dcp.load(states, checkpoint_id=path / "state")
         set_model_state_dict(model, states["model"])
-        set_optimizer_state_dict(model, optimizer, states["optimizer"])
+        set_optimizer_state_dict(model, optimizer, states["optimizer"],
+                                 options=StateDictOptions(strict=not partial))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         state = json.loads((path / "trainer.json").read_text())
     except (CheckpointException, Exception) as err:  # DCP's error is a BaseException
@@ -200,6 +202,28 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         ) from err
     state["saved_world_size"] = int(meta["world_size"])
     return state
+
+
+def _drop_unsaved_optimizer_state(optim_state: dict, path: Path) -> bool:
+    """Leave out of the load the optimizer state of parameters the checkpoint has none for.
+
+    AdamW creates a parameter's state at its first gradient, so a checkpoint written before some
+    trainable parameters got one (the vision side in a text-only stretch of data) has no state for
+    them, while a fresh optimizer asked for its state dict initialises every parameter. Loading those
+    parameters without state restores exactly the optimizer that was saved; a warning names them."""
+    saved = set(dcp.FileSystemReader(str(path / "state")).read_metadata().state_dict_metadata)
+    per_param = optim_state.get("state", {})
+    unsaved = sorted(fqn for fqn, entry in per_param.items()
+                     if not any(f"optimizer.state.{fqn}.{name}" in saved for name in entry))
+    if not unsaved:
+        return False
+    for fqn in unsaved:
+        del per_param[fqn]
+    shown = ", ".join(unsaved[:3]) + (f" and {len(unsaved) - 3} more" if len(unsaved) > 3 else "")
+    warnings.warn(f"checkpoint {str(path)!r} has no optimizer state for {len(unsaved)} parameter(s) ({shown}): they "
+                  "had not received a gradient before it was saved; they resume without state, as they were.",
+                  stacklevel=3)
+    return True
 
 
 def _first_cause(err: BaseException) -> str:
