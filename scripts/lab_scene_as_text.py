@@ -6,7 +6,8 @@ shape and coarse position, plus the occlusion facts), so the answer is in the pr
 perception is needed. The tiny VLM of the quickstart (same tokenizer, same decoder) is then trained
 by the quickstart's own SFT stage on these text-only conversations, and scored teacher-forced (the
 whole answer right) per task and format on questions about the last ``--held-out`` training scenes,
-which training never sees. If the decoder stays at its answer priors here, no change to the tower or
+which training never sees. The text data and the scoring are :mod:`aki.language`'s (``aki
+pretrain-llm`` is the same stage made into a command that exports the decoder). If the decoder stays at its answer priors here, no change to the tower or
 the resampler can make the quickstart see within the same budget.
 
     .venv/bin/python scripts/lab_scene_as_text.py --data runs/quickstart/data --out /tmp/scene-as-text --steps 600
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
-from itertools import islice
 from pathlib import Path
 
 
@@ -44,73 +43,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def write_text_data(data: Path, out: Path, held_out: int) -> tuple[int, int]:
-    """``out/train/sft.jsonl`` (training scenes) and ``out/heldout.jsonl``: the SFT questions with
-    the image replaced by the scene's caption. Returns (training, held-out) question counts."""
-    captions = {}
-    with open(data / "train" / "pt.jsonl", encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            captions[Path(rec["image"]).stem] = rec["caption"]
-    scenes = sorted(captions)
-    if held_out >= len(scenes):
-        raise SystemExit(f"{data} has {len(scenes)} training scenes; --held-out {held_out} leaves none to train on")
-    test_scenes = set(scenes[len(scenes) - held_out:])
-    (out / "train").mkdir(parents=True, exist_ok=True)
-    counts = [0, 0]
-    with open(data / "train" / "sft.jsonl", encoding="utf-8") as f, \
-            open(out / "train" / "sft.jsonl", "w", encoding="utf-8") as train, \
-            open(out / "heldout.jsonl", "w", encoding="utf-8") as test:
-        for line in f:
-            rec = json.loads(line)
-            scene = Path(rec["image"]).stem
-            turns = [dict(t) for t in rec["conversations"]]
-            turns[0]["value"] = turns[0]["value"].replace("<image>", captions[scene])
-            row = {"id": rec["id"], "conversations": turns, "task": rec["task"], "format": rec["format"]}
-            held = scene in test_scenes
-            (test if held else train).write(json.dumps(row) + "\n")
-            counts[held] += 1
-    return counts[0], counts[1]
-
-
-def score(run_final: Path, heldout: Path, n_items: int, max_length: int) -> dict[str, float]:
-    """Teacher-forced accuracy (every answer token right) per ``task/format``, in %."""
-    import torch
-
-    from aki.constants import IGNORE_INDEX
-    from aki.data.batching import encode_sample
-    from aki.data.readers import llava_conversations
-    from aki.data.records import Sample
-    from aki.model import AkiForConditionalGeneration
-    from aki.processing import AkiProcessor
-
-    model = AkiForConditionalGeneration.from_pretrained(run_final).eval()
-    processor = AkiProcessor.from_pretrained(run_final)
-    right: dict[str, int] = defaultdict(int)
-    total: dict[str, int] = defaultdict(int)
-    with open(heldout, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in islice(f, n_items)]
-    with torch.no_grad():
-        for rec in rows:
-            sample = Sample(images=[], messages=llava_conversations(rec, "split")[0])
-            enc = encode_sample(processor, sample, max_length=max_length)
-            logits = model(input_ids=enc.input_ids[None]).logits[0]
-            targets = enc.labels[1:]
-            at = (targets != IGNORE_INDEX).nonzero().flatten()
-            key = f"{rec['task']}/{rec['format']}"
-            right[key] += bool((logits[at].argmax(-1) == targets[at]).all())
-            total[key] += 1
-    return {k: round(100 * right[k] / total[k], 1) for k in sorted(total)}
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     from aki.experiments.runner import ExperimentSettings, _stage_config, run_stage
     from aki.experiments.tiny_vlm import build_tiny_vlm
+    from aki.language.probe import text_accuracy
+    from aki.language.scene_text import write_text_data
     from aki.vision import PRETRAINED_TOWER
 
     args = parse_args(argv)
     text_data = args.out / "data"
-    n_train, n_held = write_text_data(args.data, text_data, args.held_out)
+    try:
+        n_train, n_held = write_text_data(args.data, text_data, args.held_out)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     print(f"{n_train} training and {n_held} held-out questions with the scene as text", flush=True)
     settings = ExperimentSettings(out=str(args.out), data_dir=str(text_data), progress=False,
                                   sft_steps=args.steps, batch_size=args.batch_size, sft_max_length=args.max_length)
@@ -128,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train(cfg, resume=True)
     else:
         run_stage(cfg)
-    scores = score(args.out / "run" / "final", text_data / "heldout.jsonl", args.score_items, args.max_length)
+    scores = text_accuracy(args.out / "run" / "final", text_data / "heldout.jsonl", args.score_items, args.max_length)
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "teacher_forced_accuracy": scores}
     for key, value in scores.items():
         print(f"{key}: {value:.1f} %")

@@ -25,6 +25,13 @@ def default_tower() -> str | None:
     return str(PRETRAINED_TOWER) if (PRETRAINED_TOWER / "config.json").is_file() else None
 
 
+def default_language_model() -> str | None:
+    """The decoder shipped with aki (``aki.language.PRETRAINED_LANGUAGE_MODEL``), if it is installed."""
+    from aki.language import PRETRAINED_LANGUAGE_MODEL
+
+    return str(PRETRAINED_LANGUAGE_MODEL) if (PRETRAINED_LANGUAGE_MODEL / "config.json").is_file() else None
+
+
 @dataclass
 class ExperimentSettings:
     """Budget of one experiment. Defaults: the quickstart (7.9 minutes measured on the shared 2-core
@@ -41,6 +48,9 @@ class ExperimentSettings:
     # The project's pretrained tower (``aki pretrain-vision``), frozen in PT and SFT as AKI freezes
     # SigLIP. None: a random tower that learns in PT (and in SFT unless ``sft_freeze_vision``).
     vision_tower: str | None = field(default_factory=default_tower)
+    # The project's decoder taught in words (``aki pretrain-llm``), as AKI starts from an instruction-
+    # tuned LLM; trained in PT and SFT. None: a random decoder built from ``size``.
+    language_model: str | None = field(default_factory=default_language_model)
     pt_steps: int = 600
     sft_steps: int = 600
     batch_size: int = 32
@@ -220,7 +230,8 @@ def run_experiment(s: ExperimentSettings, modes: list[Mode], seeds: list[int]) -
         root = out / f"seed{seed}"
         init_dir = root / "init"
         if not (init_dir / "config.json").exists():
-            build_tiny_vlm(s.data_path, s.size, seed=seed, out_dir=init_dir, vision_tower=s.vision_tower)
+            build_tiny_vlm(s.data_path, s.size, seed=seed, out_dir=init_dir, vision_tower=s.vision_tower,
+                           language_model=s.language_model)
         for key, order, rule in pt_keys:
             k += 1
             _say(f"[{k}/{n_steps}] seed {seed}: pre-training ({order}, {rule}) -> {root / key}")

@@ -50,6 +50,27 @@ def load_tower(path: str | Path):
     return SiglipVisionModel.from_pretrained(path).eval()
 
 
+def load_language_model(path: str | Path):
+    """The causal LM saved in ``path`` (with its tokenizer), with a clear error when there is none or
+    its tokenizer lacks the image tokens (a tokenizer from ``aki pretrain-llm`` has them)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from aki.constants import END_OF_CHUNK_TOKEN, IMAGE_TOKEN
+
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} holds no language model with its tokenizer (config.json and tokenizer_config.json are "
+            "needed); make one with `aki pretrain-llm --out DIR`, or leave it out to train a decoder from scratch."
+        )
+    vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+    missing = [t for t in (IMAGE_TOKEN, END_OF_CHUNK_TOKEN) if t not in vocab]
+    if missing:
+        raise ValueError(f"the tokenizer in {path} lacks {', '.join(missing)}; a tiny VLM needs a language "
+                         "model whose tokenizer has them, such as one from `aki pretrain-llm`.")
+    return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
 def tower_image_processor(path: str | Path):
     """The SigLIP image processor saved beside a tower (``preprocessor_config.json``; also the
     older ``AkiImageProcessor`` form)."""
@@ -71,7 +92,7 @@ def corpus_from_synth(data_dir: str | Path) -> Iterator[str]:
 
 
 def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_dir: str | Path | None = None,
-                   vision_tower: str | Path | None = None):
+                   vision_tower: str | Path | None = None, language_model: str | Path | None = None):
     """``(model, processor)`` for the synthetic data in ``data_dir``; saved to ``out_dir`` if given.
 
     ``vision_tower``: a folder holding a ``SiglipVisionModel`` (``save_pretrained``, e.g. from
@@ -79,14 +100,25 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
     image preprocessing are used as they are (``size``'s vision fields are then not used); the
     model is marked ``freeze_vision``, as AKI freezes its pretrained SigLIP. Without it the tower
     is random, built from ``size``, and left trainable.
+
+    ``language_model``: a folder holding a causal LM and its tokenizer (``save_pretrained``, e.g. from
+    ``aki pretrain-llm``). Its tokenizer, config and weights are used as they are (``size``'s ``llm_*``
+    and ``vocab_size`` fields are then not used, and no tokenizer is trained on ``data_dir``). Without
+    it the decoder is random, built from ``size``.
     """
     from aki.model import AkiConfig
     from aki.processing import AkiImageProcessor, AkiProcessor
     from aki.processing.tiny_tokenizer import build_tiny_tokenizer
     from aki.testing import build_seeded
 
-    tokenizer = build_tiny_tokenizer(size.family, corpus=list(corpus_from_synth(data_dir)),
-                                     vocab_size=size.vocab_size)
+    lm = load_language_model(language_model) if language_model is not None else None
+    if lm is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(language_model)
+    else:
+        tokenizer = build_tiny_tokenizer(size.family, corpus=list(corpus_from_synth(data_dir)),
+                                         vocab_size=size.vocab_size)
     tower = load_tower(vision_tower) if vision_tower is not None else None
     if tower is not None:
         vision = tower.config.to_dict()
@@ -104,7 +136,7 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
         image_processor = AkiImageProcessor(size=size.image_size)
     processor = AkiProcessor(image_processor=image_processor, tokenizer=tokenizer,
                              num_image_tokens=size.num_image_tokens, family=size.family)
-    text = {
+    text = lm.config.to_dict() if lm is not None else {
         "model_type": "llama",
         "vocab_size": len(tokenizer),
         "hidden_size": size.llm_hidden,
@@ -128,6 +160,8 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
     model = build_seeded(config, seed)
     if tower is not None:
         model.vision_tower.load_state_dict(tower.state_dict())
+    if lm is not None:
+        model.language_model.load_state_dict(lm.state_dict())
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,19 @@
+"""The language model of the offline experiments: a tiny decoder taught in words first.
+
+The paper's decoder is a pretrained, instruction-tuned LLM that already answers questions about a
+scene it is told; a decoder trained from scratch inside the quickstart has not learned that yet, and
+cannot learn it and to see within the budget (docs/quickstart-lab.md, items 34-39). No pretrained
+LLM can be downloaded here, so the project teaches its own (``aki pretrain-llm``): the scenes'
+questions with each image replaced by the scene described in words. It ships one
+(:data:`PRETRAINED_LANGUAGE_MODEL`, when installed) for the quickstart to start from, as AKI starts
+from Phi-3.5.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PRETRAINED_LANGUAGE_MODEL = Path(__file__).parent / "pretrained" / "synth-llama-tiny"
+"""The decoder shipped with aki; its folder records the command and seed that made it."""
+
+__all__ = ["PRETRAINED_LANGUAGE_MODEL"]

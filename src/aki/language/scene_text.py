@@ -1,0 +1,91 @@
+"""The synthetic questions with the scene told in words: the text a decoder learns to answer first."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from aki.constants import IMAGE_TOKEN
+
+CONVERSATIONS = ("question", "scene")
+
+
+def write_text_data(data: str | Path, out: str | Path, held_out: int,
+                    conversations: str = "question") -> tuple[int, int]:
+    """``out/train/sft.jsonl`` and ``out/heldout.jsonl``: every SFT question of the ``aki data synth``
+    folder ``data`` with its image replaced by the scene's caption (each object's size, colour, shape
+    and coarse position, and the occlusion facts). The last ``held_out`` training scenes go to the
+    held-out file only. Returns (training, held-out) question counts.
+
+    ``conversations``: ``question`` writes one single-turn row per question (keeping ``task`` and
+    ``format``); ``scene`` writes one multi-turn row per training scene, its caption once and then
+    all its questions, for ``data.turns: whole`` (several answers trained per caption read). The
+    held-out file always has one row per question."""
+    if conversations not in CONVERSATIONS:
+        raise ValueError(f"conversations must be one of {CONVERSATIONS}; got {conversations!r}")
+    data, out = Path(data), Path(out)
+    captions: dict[str, str] = {}
+    with open(data / "train" / "pt.jsonl", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            captions[Path(rec["image"]).stem] = rec["caption"]
+    scenes = sorted(captions)
+    if not 0 < held_out < len(scenes):
+        raise ValueError(f"{data} has {len(scenes)} training scenes; holding out {held_out} leaves "
+                         "none to train on or none to score: hold out at least 1 and fewer than all.")
+    test_scenes = set(scenes[len(scenes) - held_out:])
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    counts = [0, 0]
+    per_scene: dict[str, list[dict]] = {}
+    with open(data / "train" / "sft.jsonl", encoding="utf-8") as f, \
+            open(out / "train" / "sft.jsonl", "w", encoding="utf-8") as train, \
+            open(out / "heldout.jsonl", "w", encoding="utf-8") as test:
+        for line in f:
+            rec = json.loads(line)
+            scene = Path(rec["image"]).stem
+            held = scene in test_scenes
+            counts[held] += 1
+            if conversations == "scene" and not held:
+                per_scene.setdefault(scene, []).extend(rec["conversations"])
+                continue
+            turns = [dict(t) for t in rec["conversations"]]
+            turns[0]["value"] = turns[0]["value"].replace(IMAGE_TOKEN, captions[scene])
+            row = {"id": rec["id"], "conversations": turns, "task": rec["task"], "format": rec["format"]}
+            (test if held else train).write(json.dumps(row) + "\n")
+        for scene, turns in per_scene.items():
+            turns = [dict(t) for t in turns]
+            for k, turn in enumerate(turns):
+                if turn["from"] == "human":  # the caption where the first question had the image
+                    turn["value"] = turn["value"].replace(IMAGE_TOKEN, captions[scene]) if k == 0 \
+                        else turn["value"].replace(IMAGE_TOKEN, "").lstrip("\n")
+            train.write(json.dumps({"id": scene, "conversations": turns}) + "\n")
+    return counts[0], counts[1]
+
+
+def answer_prior(train: str | Path, heldout: str | Path, n_items: int | None = None) -> dict[str, float]:
+    """Accuracy (%) per ``task/format`` of always giving the most frequent training answer: the level
+    a decoder reaches without reading the scene. Scored on the first ``n_items`` held-out rows."""
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for rec in _rows(train):
+        answers[_key(rec)][rec["conversations"][1]["value"].strip()] += 1
+    right: Counter = Counter()
+    total: Counter = Counter()
+    for rec in _rows(heldout, n_items):
+        key = _key(rec)
+        guess = answers[key].most_common(1)[0][0] if answers[key] else None
+        right[key] += rec["conversations"][1]["value"].strip() == guess
+        total[key] += 1
+    return {k: round(100 * right[k] / total[k], 1) for k in sorted(total)}
+
+
+def _key(rec: dict) -> str:
+    return f"{rec['task']}/{rec['format']}"
+
+
+def _rows(path: str | Path, limit: int | None = None):
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if limit is not None and i >= limit:
+                return
+            yield json.loads(line)
