@@ -156,23 +156,3 @@ def test_quickstart_warns_when_the_shipped_decoder_is_missing(tmp_path, monkeypa
     assert "decoder shipped with aki is missing" in capsys.readouterr().err
     assert quick_settings(tmp_path / "qs", fast=True, scratch_language_model=True).language_model is None
     assert "missing" not in capsys.readouterr().err  # asked for a random decoder: nothing to warn about
-
-
-def test_scene_conversations_read_the_caption_once_for_all_questions(synth_train, tmp_path):
-    data = synth_train(40)
-    per_question = write_text_data(data, tmp_path / "q", held_out=5)
-    per_scene = write_text_data(data, tmp_path / "s", held_out=5, conversations="scene")
-    assert per_scene == per_question  # the same questions, grouped
-    assert (tmp_path / "s" / "heldout.jsonl").read_bytes() == (tmp_path / "q" / "heldout.jsonl").read_bytes()
-    singles = _rows(tmp_path / "q" / "train" / "sft.jsonl")
-    scenes = _rows(tmp_path / "s" / "train" / "sft.jsonl")
-    assert len(scenes) == 35 and sum(len(r["conversations"]) for r in scenes) == 2 * len(singles)
-    captions = {Path(r["image"]).stem: r["caption"] for r in _rows(data / "train" / "pt.jsonl")}
-    for row in scenes:
-        human = [t["value"] for t in row["conversations"][::2]]
-        assert human[0].startswith(captions[row["id"]] + "\n")
-        assert all(captions[row["id"]] not in q and "<image>" not in q for q in human[1:])
-    with pytest.raises(ValueError, match="max_length 192 would cut most"):
-        LanguagePretrainConfig(conversations="scene").validate()
-    res = CliRunner().invoke(app, ["pretrain-llm", "--out", str(tmp_path / "x"), "--conversations", "dialogue"])
-    assert res.exit_code == 2 and "conversations must be one of ('question', 'scene')" in res.output

@@ -8,22 +8,12 @@ from pathlib import Path
 
 from aki.constants import IMAGE_TOKEN
 
-CONVERSATIONS = ("question", "scene")
 
-
-def write_text_data(data: str | Path, out: str | Path, held_out: int,
-                    conversations: str = "question") -> tuple[int, int]:
+def write_text_data(data: str | Path, out: str | Path, held_out: int) -> tuple[int, int]:
     """``out/train/sft.jsonl`` and ``out/heldout.jsonl``: every SFT question of the ``aki data synth``
     folder ``data`` with its image replaced by the scene's caption (each object's size, colour, shape
     and coarse position, and the occlusion facts). The last ``held_out`` training scenes go to the
-    held-out file only. Returns (training, held-out) question counts.
-
-    ``conversations``: ``question`` writes one single-turn row per question (keeping ``task`` and
-    ``format``); ``scene`` writes one multi-turn row per training scene, its caption once and then
-    all its questions, for ``data.turns: whole`` (several answers trained per caption read). The
-    held-out file always has one row per question."""
-    if conversations not in CONVERSATIONS:
-        raise ValueError(f"conversations must be one of {CONVERSATIONS}; got {conversations!r}")
+    held-out file only. Rows keep ``task`` and ``format``. Returns (training, held-out) question counts."""
     data, out = Path(data), Path(out)
     captions: dict[str, str] = {}
     with open(data / "train" / "pt.jsonl", encoding="utf-8") as f:
@@ -37,7 +27,6 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int,
     test_scenes = set(scenes[len(scenes) - held_out:])
     (out / "train").mkdir(parents=True, exist_ok=True)
     counts = [0, 0]
-    per_scene: dict[str, list[dict]] = {}
     with open(data / "train" / "sft.jsonl", encoding="utf-8") as f, \
             open(out / "train" / "sft.jsonl", "w", encoding="utf-8") as train, \
             open(out / "heldout.jsonl", "w", encoding="utf-8") as test:
@@ -46,20 +35,10 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int,
             scene = Path(rec["image"]).stem
             held = scene in test_scenes
             counts[held] += 1
-            if conversations == "scene" and not held:
-                per_scene.setdefault(scene, []).extend(rec["conversations"])
-                continue
             turns = [dict(t) for t in rec["conversations"]]
             turns[0]["value"] = turns[0]["value"].replace(IMAGE_TOKEN, captions[scene])
             row = {"id": rec["id"], "conversations": turns, "task": rec["task"], "format": rec["format"]}
             (test if held else train).write(json.dumps(row) + "\n")
-        for scene, turns in per_scene.items():
-            turns = [dict(t) for t in turns]
-            for k, turn in enumerate(turns):
-                if turn["from"] == "human":  # the caption where the first question had the image
-                    turn["value"] = turn["value"].replace(IMAGE_TOKEN, captions[scene]) if k == 0 \
-                        else turn["value"].replace(IMAGE_TOKEN, "").lstrip("\n")
-            train.write(json.dumps({"id": scene, "conversations": turns}) + "\n")
     return counts[0], counts[1]
 
 
