@@ -140,19 +140,42 @@ def test_quickstart_starts_from_the_given_decoder(short_decoder, tmp_path):
     assert all(torch.equal(init[f"language_model.{k}"], v) for k, v in ours.items())
 
 
-def test_quickstart_decoder_options_exclude_each_other(tmp_path):
-    res = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path), "--fast", "--language-model", str(tmp_path),
-                                   "--scratch-language-model"])
-    assert res.exit_code == 2 and "exclude each other" in res.output
-
-
-def test_quickstart_warns_when_the_shipped_decoder_is_missing(tmp_path, monkeypatch, capsys):
+def test_quickstart_decoder_options(tmp_path, monkeypatch, capsys):
     import aki.language
     from aki.cli.quickstart import quick_settings
 
+    res = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path), "--fast", "--language-model", str(tmp_path),
+                                   "--shipped-language-model"])
+    assert res.exit_code == 2 and "exclude each other" in res.output
+    assert quick_settings(tmp_path / "qs", fast=True).language_model is None  # a random decoder by default
+    shipped = quick_settings(tmp_path / "qs", fast=True, shipped_language_model=True).language_model
+    assert shipped == str(aki.language.PRETRAINED_LANGUAGE_MODEL)
     monkeypatch.setattr(aki.language, "PRETRAINED_LANGUAGE_MODEL", tmp_path / "not-installed")
-    settings = quick_settings(tmp_path / "qs", fast=True)
-    assert settings.language_model is None
+    import typer
+
+    with pytest.raises(typer.Exit):
+        quick_settings(tmp_path / "qs", fast=True, shipped_language_model=True)
     assert "decoder shipped with aki is missing" in capsys.readouterr().err
-    assert quick_settings(tmp_path / "qs", fast=True, scratch_language_model=True).language_model is None
-    assert "missing" not in capsys.readouterr().err  # asked for a random decoder: nothing to warn about
+
+
+def test_shipped_decoder_records_how_it_was_made():
+    """The decoder shipped with aki loads as a transformers causal LM with the image tokens; its folder
+    records the command (the command's defaults), the settings and the probe that made it."""
+    from dataclasses import asdict, replace
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from aki.language import PRETRAINED_LANGUAGE_MODEL as shipped
+    from aki.language.pretrain import equivalent_command
+
+    record = json.loads((shipped / "pretrain.json").read_text())
+    cfg = LanguagePretrainConfig(**record["settings"]).validate()
+    assert record["command"] == equivalent_command(cfg) and record["seed"] == cfg.seed
+    defaults = replace(LanguagePretrainConfig(), out=cfg.out, progress=cfg.progress, num_threads=cfg.num_threads)
+    assert asdict(cfg) == asdict(defaults)  # made by `aki pretrain-llm --out DIR` as it stands
+    assert record["command"].split(" ", 4)[-1] in (shipped / "README.md").read_text()
+    probe = json.loads((shipped / "probe.json").read_text())
+    assert probe["mean"]["trained"] > probe["mean"]["answer_prior"] > probe["mean"]["untrained"]
+    lm = AutoModelForCausalLM.from_pretrained(shipped)
+    assert sum(p.numel() for p in lm.parameters()) == record["parameters"]
+    assert "<image>" in AutoTokenizer.from_pretrained(shipped).get_vocab()

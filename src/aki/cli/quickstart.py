@@ -36,17 +36,17 @@ def quickstart(
                                       "(default: the one shipped with aki), frozen in both stages"),
     scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
                                        "that learns during pre-training"),
-    language_model: Path = typer.Option(None, "--language-model", help="a decoder from `aki pretrain-llm` "
-                                        "(default: the one shipped with aki)"),
-    scratch_language_model: bool = typer.Option(False, "--scratch-language-model", help="no pretrained "
-                                                "decoder: a random one, as in docs/quickstart-lab.md"),
+    language_model: Path = typer.Option(None, "--language-model", help="start from a decoder made by "
+                                        "`aki pretrain-llm` (default: a random decoder)"),
+    shipped_language_model: bool = typer.Option(False, "--shipped-language-model", help="start from the "
+                                                "decoder shipped with aki (made by `aki pretrain-llm`)"),
 ) -> None:
     """Synthetic data -> tiny AKI with the pretrained, frozen vision tower -> causal pre-training
     -> instruction tuning with causal and with MMA from the same checkpoint -> evaluation -> a
     table like the paper's Table 1."""
     from aki.experiments.modes import QUICKSTART_MODES
 
-    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, scratch_language_model)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, shipped_language_model)
     if pt_steps is not None:
         settings.pt_steps = pt_steps
     if sft_steps is not None:
@@ -78,7 +78,7 @@ def write_pictures(out: Path, seed: int, data_dir: Path) -> None:
 
 
 def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scratch_tower: bool = False,
-                   language_model: Path | None = None, scratch_language_model: bool = False):
+                   language_model: Path | None = None, shipped_language_model: bool = False):
     from aki.experiments.runner import ExperimentSettings
 
     s = ExperimentSettings(out=str(out))
@@ -94,19 +94,20 @@ def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scra
                    "with `aki pretrain-vision --out DIR` and pass --vision-tower DIR (or --scratch-tower).",
                    err=True)
         raise typer.Exit(2)
-    if language_model is not None and scratch_language_model:
-        typer.echo("aki: error: --language-model and --scratch-language-model exclude each other; give one.",
+    if language_model is not None and shipped_language_model:
+        typer.echo("aki: error: --language-model and --shipped-language-model exclude each other; give one.",
                    err=True)
         raise typer.Exit(2)
-    if scratch_language_model:
-        s.language_model = None
+    if shipped_language_model:
+        from aki.language import PRETRAINED_LANGUAGE_MODEL
+
+        if not (PRETRAINED_LANGUAGE_MODEL / "config.json").is_file():
+            typer.echo("aki: error: the decoder shipped with aki is missing from this install; make one with "
+                       "`aki pretrain-llm --out DIR` and pass --language-model DIR.", err=True)
+            raise typer.Exit(2)
+        s.language_model = str(PRETRAINED_LANGUAGE_MODEL)
     elif language_model is not None:
         s.language_model = str(language_model)
-    elif s.language_model is None:
-        typer.echo("aki: warning: the decoder shipped with aki is missing from this install; the decoder starts "
-                   "from random weights and will not learn to look within the quickstart's budget "
-                   "(docs/quickstart-lab.md). Make one with `aki pretrain-llm --out DIR` and pass "
-                   "--language-model DIR.", err=True)
     if fast:
         s.n_train, s.n_test = 40, 8
         s.pt_steps = s.sft_steps = 3
@@ -128,10 +129,10 @@ def reproduce(
                                       "(default: the one shipped with aki), frozen in both stages"),
     scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
                                        "that learns during pre-training"),
-    language_model: Path = typer.Option(None, "--language-model", help="a decoder from `aki pretrain-llm` "
-                                        "(default: the one shipped with aki)"),
-    scratch_language_model: bool = typer.Option(False, "--scratch-language-model", help="no pretrained "
-                                                "decoder: a random one, as in docs/quickstart-lab.md"),
+    language_model: Path = typer.Option(None, "--language-model", help="start from a decoder made by "
+                                        "`aki pretrain-llm` (default: a random decoder)"),
+    shipped_language_model: bool = typer.Option(False, "--shipped-language-model", help="start from the "
+                                                "decoder shipped with aki (made by `aki pretrain-llm`)"),
 ) -> None:
     """Modes x seeds with mean ± standard deviation per rule and task, and a sentence saying whether
     MMA − causal exceeds the seed spread (aki.experiments.verdict); resumable (finished runs are
@@ -139,7 +140,7 @@ def reproduce(
     from aki.experiments.modes import REPRODUCE_MODES
 
     mode_names, seed_values = reproduce_choice(modes, seeds, mode, seed, REPRODUCE_MODES)
-    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, scratch_language_model)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, shipped_language_model)
     _run(settings, mode_names, seed_values)
 
 

@@ -150,11 +150,11 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
     run_cfg = _stage_config(settings, stage="sft", init_dir=init, out_dir=work / "run", order="I&T",
                             rule="causal", seed=cfg.seed)
     run_cfg.save_every, run_cfg.keep_last_k, run_cfg.log_every = cfg.save_every, 2, max(1, min(50, cfg.steps // 4))
-    t = time.perf_counter()
     final = work / "run" / "final"
     if not (resume and (final / "config.json").is_file()):
         train(run_cfg, resume=resume, start_if_missing=resume, overwrite=not resume)
-    seconds["train"] = round(time.perf_counter() - t, 1)
+    rows = _metrics(work / "run")
+    seconds["train"] = _training_seconds(rows)
 
     t = time.perf_counter()
     heldout = text / "heldout.jsonl"
@@ -170,7 +170,7 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
 
     n_params = export_language_model(final, out)
     (out / "probe.json").write_text(json.dumps(probe, indent=2) + "\n")
-    losses = [{"step": r["step"], "loss": round(r["loss"], 4)} for r in _metrics(work / "run")]
+    losses = [{"step": r["step"], "loss": round(r["loss"], 4)} for r in rows]
     summary = {"settings": asdict(cfg), "command": command or equivalent_command(cfg), "seed": cfg.seed,
                "parameters": n_params, "losses": losses, "seconds": seconds}
     (out / "pretrain.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -212,6 +212,16 @@ def _metrics(run_dir: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _training_seconds(rows: list[dict]) -> float:
+    """The trainer's wall time over all its sessions: ``elapsed_s`` restarts at each resume."""
+    total, last = 0.0, 0.0
+    for r in rows:
+        if r["elapsed_s"] < last:
+            total += last
+        last = r["elapsed_s"]
+    return round(total + last, 1)
 
 
 def _count_lines(path: Path) -> int:
