@@ -126,6 +126,17 @@ def test_resume_refuses_other_settings_and_the_cli_refuses_to_replace(short_deco
     assert (out / "model.safetensors").read_bytes() == before
 
 
+def test_resume_of_a_finished_run_scores_and_exports_it_again(short_decoder):
+    out, _ = short_decoder
+    before = {name: (out / name).read_bytes() for name in ("model.safetensors", "probe.json")}
+    res = CliRunner().invoke(app, ["pretrain-llm", "--out", str(out), "--scenes", "300", "--held-out-scenes", "30",
+                                   "--steps", "80", "--score-items", "200", "--save-every", "40", "--no-progress",
+                                   "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "training questions" not in res.output  # the data was reused, not made again
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
 def test_quickstart_starts_from_the_given_decoder(short_decoder, tmp_path):
     from safetensors.torch import load_file
 

@@ -133,10 +133,11 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
 
     t = time.perf_counter()
     scenes, text = work / "scenes", work / "text"
-    if not (scenes / "metadata.json").is_file():
-        generate(scenes, n_train=cfg.n_scenes, n_test=0, seed=cfg.data_seed)
-    if not (text / "heldout.jsonl").is_file():
+    if not (scenes / "metadata.json").is_file():  # written last: without it the folder is incomplete
+        generate(scenes, n_train=cfg.n_scenes, n_test=0, seed=cfg.data_seed, overwrite=True)
+    if not (text / "counts.json").is_file():  # likewise, written once both files are complete
         n_train, n_held = write_text_data(scenes, text, cfg.held_out_scenes)
+        (text / "counts.json").write_text(json.dumps({"train": n_train, "held_out": n_held}) + "\n")
         say(f"{cfg.n_scenes} scenes (seed {cfg.data_seed}) told in words: {n_train} training questions, "
             f"{n_held} about the {cfg.held_out_scenes} held-out scenes")
     seconds["data"] = round(time.perf_counter() - t, 1)
