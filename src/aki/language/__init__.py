@@ -5,8 +5,9 @@ scene it is told; a decoder trained from scratch inside the quickstart has not l
 cannot learn it and to see within the budget (docs/quickstart-lab.md, items 34-39). No pretrained
 LLM can be downloaded here, so the project teaches its own (``aki pretrain-llm``): the scenes'
 questions with each image replaced by the scene described in words. It ships one
-(:data:`PRETRAINED_LANGUAGE_MODEL`, when installed) for the quickstart to start from, as AKI starts
-from Phi-3.5.
+(:data:`PRETRAINED_LANGUAGE_MODEL`) that the quickstart starts from with ``--shipped-language-model``,
+as AKI starts from Phi-3.5. It is not the default: the VLM built on it answers CV-Bench's own
+relation and distance wording in words instead of letters (docs/quickstart-lab.md, item 40).
 """
 
 from __future__ import annotations
