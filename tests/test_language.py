@@ -169,6 +169,49 @@ def test_quickstart_decoder_options(tmp_path, monkeypatch, capsys):
     assert "decoder shipped with aki is missing" in capsys.readouterr().err
 
 
+def test_scene_conversations_read_the_caption_once_for_all_questions_shuffled(synth_train, tmp_path):
+    data = synth_train(40)
+    per_question = write_text_data(data, tmp_path / "q", held_out=5)
+    per_scene = write_text_data(data, tmp_path / "s", held_out=5, conversations="scene")
+    assert per_scene == per_question  # the same questions, grouped
+    assert (tmp_path / "s" / "heldout.jsonl").read_bytes() == (tmp_path / "q" / "heldout.jsonl").read_bytes()
+    singles = _rows(tmp_path / "q" / "train" / "sft.jsonl")
+    scenes = _rows(tmp_path / "s" / "train" / "sft.jsonl")
+    assert len(scenes) == 35 and sum(len(r["conversations"]) for r in scenes) == 2 * len(singles)
+    captions = {Path(r["image"]).stem: r["caption"] for r in _rows(data / "train" / "pt.jsonl")}
+    answers = {(r["id"].rsplit("-", 1)[0], r["conversations"][0]["value"].split("\n", 1)[1]): r["conversations"][1]
+               for r in singles}
+    firsts = set()
+    for row in scenes:
+        turns = row["conversations"]
+        assert turns[0]["value"].startswith(captions[row["id"]] + "\n")
+        assert all(captions[row["id"]] not in t["value"] and "<image>" not in t["value"] for t in turns[2::2])
+        questions = [turns[0]["value"].split("\n", 1)[1]] + [t["value"] for t in turns[2::2]]
+        assert [answers[row["id"], q] for q in questions] == turns[1::2]  # each question keeps its answer
+        firsts.add(next(r["task"] for r in singles if r["id"].startswith(row["id"] + "-")
+                        and r["conversations"][0]["value"].endswith(questions[0])))
+    assert len(firsts) > 2  # shuffled: the first question is not always of one kind
+    assert all(len(r["kinds"]) == len(r["conversations"]) // 2 for r in scenes)
+    heldout = tmp_path / "q" / "heldout.jsonl"  # the same training answers, so the same prior
+    assert answer_prior(tmp_path / "s" / "train" / "sft.jsonl", heldout) == \
+        answer_prior(tmp_path / "q" / "train" / "sft.jsonl", heldout)
+    with pytest.raises(ValueError, match="max_length 192 would cut most"):
+        LanguagePretrainConfig(conversations="scene").validate()
+    res = CliRunner().invoke(app, ["pretrain-llm", "--out", str(tmp_path / "x"), "--conversations", "dialogue"])
+    assert res.exit_code == 2 and "conversations must be one of ('question', 'scene')" in res.output
+
+
+def test_scene_conversations_train_whole_conversations(tmp_path):
+    summary = pretrain_language_model(LanguagePretrainConfig(
+        out=str(tmp_path), n_scenes=60, held_out_scenes=6, steps=3, batch_size=4, max_length=480,
+        conversations="scene", score_items=10, progress=False), say=lambda _: None)
+    import yaml
+
+    run = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
+    assert run["data"]["turns"] == "whole" and run["max_length"] == 480
+    assert "--conversations scene" in summary["command"] and (tmp_path / "model.safetensors").is_file()
+
+
 def test_shipped_decoder_records_how_it_was_made():
     """The decoder shipped with aki loads as a transformers causal LM with the image tokens; its folder
     records the command (the command's defaults), the settings and the probe that made it."""

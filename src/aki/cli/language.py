@@ -18,6 +18,9 @@ def pretrain_llm_command(
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     init_std: float = typer.Option(0.08, "--init-std", min=0.0, help="the decoder's initializer_range"),
     max_length: int = typer.Option(192, "--max-length", min=8, help="tokens per sample"),
+    conversations: str = typer.Option("question", "--conversations", help="question: one training row per "
+                                      "question; scene: one multi-turn row per scene, questions shuffled "
+                                      "(needs --max-length 480)"),
     seed: int = typer.Option(0, "--seed", help="initialisation and batch order (same seed -> same decoder)"),
     score_items: int = typer.Option(1500, "--score-items", min=1, help="held-out questions scored"),
     save_every: int = typer.Option(500, "--save-every", min=1, help="checkpoint every N steps (for --resume)"),
@@ -46,8 +49,8 @@ def pretrain_llm_command(
         raise typer.Exit(2)
     cfg = LanguagePretrainConfig(
         out=str(out), n_scenes=n_scenes, held_out_scenes=held_out, data_seed=data_seed, steps=steps,
-        batch_size=batch_size, lr=lr, init_std=init_std, max_length=max_length, seed=seed,
-        score_items=score_items, save_every=save_every, num_threads=threads, progress=progress,
+        batch_size=batch_size, lr=lr, init_std=init_std, max_length=max_length, conversations=conversations,
+        seed=seed, score_items=score_items, save_every=save_every, num_threads=threads, progress=progress,
     )
     try:
         cfg.validate()

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aki.language.scene_text import CONVERSATIONS
+
 WORK = "work"
 # Settings a resumed run may change: they do not change what is trained.
 _FREE_ON_RESUME = ("out", "num_threads", "progress", "score_items")
@@ -46,8 +48,13 @@ class LanguagePretrainConfig:
     # The decoder's initializer_range: 0.08 learns these lookups sooner than transformers' 0.02
     # (docs/quickstart-lab.md, items 22 and 37-38).
     init_std: float = 0.08
-    # Tokens per sample: the caption in the prompt makes these longer than the quickstart's 96.
+    # Tokens per sample: the caption in the prompt makes these longer than the quickstart's 96
+    # (a whole scene's conversation, ``conversations="scene"``, needs about 480).
     max_length: int = 192
+    # ``question``: one training row per question; ``scene``: one multi-turn row per scene, the
+    # caption read once for all its questions, shuffled (aki.language.scene_text.write_text_data).
+    # Measured: "scene" at batch 16 reached this default's probe in 27 % of its time (lab item 41).
+    conversations: str = "question"
     seed: int = 0
     score_items: int = 1500
     save_every: int = 500
@@ -60,6 +67,11 @@ class LanguagePretrainConfig:
                     if getattr(self, name) < 1]
         if self.held_out_scenes >= self.n_scenes:
             problems.append(f"held_out_scenes ({self.held_out_scenes}) must be fewer than n_scenes ({self.n_scenes})")
+        if self.conversations not in CONVERSATIONS:
+            problems.append(f"conversations must be one of {CONVERSATIONS}, not {self.conversations!r}")
+        if self.conversations == "scene" and self.max_length < 384:
+            problems.append(f"a scene's conversation is about 390 tokens (up to ~480), so max_length "
+                            f"{self.max_length} would cut most of them: pass a max_length of 480")
         if self.lr <= 0 or self.init_std <= 0:
             problems.append("lr and init_std must be > 0")
         if problems:
@@ -71,8 +83,8 @@ def equivalent_command(cfg: LanguagePretrainConfig) -> str:
     """The ``aki pretrain-llm`` line that makes this decoder again, every setting spelled out."""
     opts = {"--out": cfg.out, "--scenes": cfg.n_scenes, "--held-out-scenes": cfg.held_out_scenes,
             "--data-seed": cfg.data_seed, "--steps": cfg.steps, "--batch-size": cfg.batch_size, "--lr": cfg.lr,
-            "--init-std": cfg.init_std, "--max-length": cfg.max_length, "--seed": cfg.seed,
-            "--score-items": cfg.score_items}
+            "--init-std": cfg.init_std, "--max-length": cfg.max_length, "--conversations": cfg.conversations,
+            "--seed": cfg.seed, "--score-items": cfg.score_items}
     return " ".join(["aki pretrain-llm", *(f"{k} {shlex.quote(str(v))}" for k, v in opts.items())])
 
 
@@ -136,7 +148,7 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
     if not (scenes / "metadata.json").is_file():  # written last: without it the folder is incomplete
         generate(scenes, n_train=cfg.n_scenes, n_test=0, seed=cfg.data_seed, overwrite=True)
     if not (text / "counts.json").is_file():  # likewise, written once both files are complete
-        n_train, n_held = write_text_data(scenes, text, cfg.held_out_scenes)
+        n_train, n_held = write_text_data(scenes, text, cfg.held_out_scenes, cfg.conversations)
         (text / "counts.json").write_text(json.dumps({"train": n_train, "held_out": n_held}) + "\n")
         say(f"{cfg.n_scenes} scenes (seed {cfg.data_seed}) told in words: {n_train} training questions, "
             f"{n_held} about the {cfg.held_out_scenes} held-out scenes")
@@ -151,6 +163,7 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
     run_cfg = _stage_config(settings, stage="sft", init_dir=init, out_dir=work / "run", order="I&T",
                             rule="causal", seed=cfg.seed)
     run_cfg.save_every, run_cfg.keep_last_k, run_cfg.log_every = cfg.save_every, 2, max(1, min(50, cfg.steps // 4))
+    run_cfg.data.turns = "whole" if cfg.conversations == "scene" else "split"
     final = work / "run" / "final"
     if not (resume and (final / "config.json").is_file()):
         train(run_cfg, resume=resume, start_if_missing=resume, overwrite=not resume)

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from aki.constants import IMAGE_TOKEN
 
+CONVERSATIONS = ("question", "scene")
 
-def write_text_data(data: str | Path, out: str | Path, held_out: int) -> tuple[int, int]:
+
+def write_text_data(data: str | Path, out: str | Path, held_out: int,
+                    conversations: str = "question") -> tuple[int, int]:
     """``out/train/sft.jsonl`` and ``out/heldout.jsonl``: every SFT question of the ``aki data synth``
     folder ``data`` with its image replaced by the scene's caption (each object's size, colour, shape
     and coarse position, and the occlusion facts). The last ``held_out`` training scenes go to the
-    held-out file only. Rows keep ``task`` and ``format``. Returns (training, held-out) question counts."""
+    held-out file only. Returns (training, held-out) question counts.
+
+    ``conversations``: ``question`` writes one single-turn row per question (keeping ``task`` and
+    ``format``); ``scene`` writes one multi-turn row per training scene, its caption once and then all
+    its questions in an order shuffled per scene (seeded by the scene's name), with ``kinds`` (each
+    question's ``task/format``), for ``data.turns: whole``: several answers trained per caption
+    read. Unshuffled, the generator's fixed order taught which kind of question comes first, and
+    single questions of the other kinds failed (docs/quickstart-lab.md, item 41). The held-out file always has one row per question."""
+    if conversations not in CONVERSATIONS:
+        raise ValueError(f"conversations must be one of {CONVERSATIONS}; got {conversations!r}")
     data, out = Path(data), Path(out)
     captions: dict[str, str] = {}
     with open(data / "train" / "pt.jsonl", encoding="utf-8") as f:
@@ -27,6 +40,7 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int) -> tuple[i
     test_scenes = set(scenes[len(scenes) - held_out:])
     (out / "train").mkdir(parents=True, exist_ok=True)
     counts = [0, 0]
+    per_scene: dict[str, list[tuple[dict, dict, str]]] = {}
     with open(data / "train" / "sft.jsonl", encoding="utf-8") as f, \
             open(out / "train" / "sft.jsonl", "w", encoding="utf-8") as train, \
             open(out / "heldout.jsonl", "w", encoding="utf-8") as test:
@@ -35,10 +49,23 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int) -> tuple[i
             scene = Path(rec["image"]).stem
             held = scene in test_scenes
             counts[held] += 1
+            if conversations == "scene" and not held:
+                per_scene.setdefault(scene, []).append((*rec["conversations"], _key(rec)))
+                continue
             turns = [dict(t) for t in rec["conversations"]]
             turns[0]["value"] = turns[0]["value"].replace(IMAGE_TOKEN, captions[scene])
             row = {"id": rec["id"], "conversations": turns, "task": rec["task"], "format": rec["format"]}
             (test if held else train).write(json.dumps(row) + "\n")
+        for scene, questions in per_scene.items():
+            random.Random(scene).shuffle(questions)
+            turns, kinds = [], []
+            for k, (question, answer, kind) in enumerate(questions):
+                # the caption where the first question had the image; later questions lose the marker
+                text = question["value"].replace(IMAGE_TOKEN, captions[scene]) if k == 0 \
+                    else question["value"].replace(IMAGE_TOKEN, "").lstrip("\n")
+                turns += [{"from": question["from"], "value": text}, answer]
+                kinds.append(kind)
+            train.write(json.dumps({"id": scene, "conversations": turns, "kinds": kinds}) + "\n")
     return counts[0], counts[1]
 
 
@@ -47,7 +74,10 @@ def answer_prior(train: str | Path, heldout: str | Path, n_items: int | None = N
     a decoder reaches without reading the scene. Scored on the first ``n_items`` held-out rows."""
     answers: dict[str, Counter] = defaultdict(Counter)
     for rec in _rows(train):
-        answers[_key(rec)][rec["conversations"][1]["value"].strip()] += 1
+        # a scene's conversation (``kinds``, one ``task/format`` per question) or a single question
+        kinds = rec.get("kinds") or [_key(rec)]
+        for kind, answer in zip(kinds, rec["conversations"][1::2], strict=True):
+            answers[kind][answer["value"].strip()] += 1
     right: Counter = Counter()
     total: Counter = Counter()
     for rec in _rows(heldout, n_items):
