@@ -12,7 +12,12 @@ from typer.testing import CliRunner
 
 from aki.cli.main import app
 from aki.language.pretrain import LanguagePretrainConfig, check_resumable, pretrain_language_model
-from aki.language.scene_text import answer_prior, write_text_data
+from aki.language.scene_text import (
+    TEST_WORDING_FILE,
+    answer_prior,
+    write_test_wording_questions,
+    write_text_data,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +28,10 @@ def short_decoder(tmp_path_factory):
                                    "--steps", "80", "--score-items", "200", "--save-every", "40", "--no-progress"])
     assert res.exit_code == 0, res.output
     return out, res.output
+
+
+def _count_lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
 
 
 def _rows(path: Path) -> list[dict]:
@@ -47,6 +56,43 @@ def test_text_data_tells_the_scene_and_holds_scenes_out(synth_train, tmp_path):
         write_text_data(data, tmp_path / "x", held_out=40)
 
 
+def test_test_wording_questions_ask_the_held_out_scenes_as_the_test_split_does(tmp_path):
+    """The probe's CV-Bench-worded questions: held-out scenes only, the test split's wording and
+    prompt, the scene told by its caption, a letter answer. Training never uses that wording
+    (except counting's, which both share)."""
+    from aki.data.synth import generate
+    from aki.data.synth.questions import plural
+    from aki.data.synth.scenes import COLOURS, SHAPES
+    from aki.prompts import OPTION_LETTER
+
+    data = tmp_path / "data"
+    generate(data, n_train=40, n_test=30, seed=0)
+    write_text_data(data, tmp_path, held_out=8)
+    n = write_test_wording_questions(data, tmp_path, held_out=8)
+    rows = _rows(tmp_path / TEST_WORDING_FILE)
+    words = {*COLOURS, *SHAPES, *map(plural, SHAPES)}
+
+    def template(question: str) -> str:  # the wording, the objects' names left out
+        return " ".join("_" if w.strip("?,") in words else w for w in question.split())
+
+    test_templates = {(r["task"], template(r["question"])) for r in _rows(data / "test" / "cvbench.jsonl")}
+    captions = {Path(r["image"]).stem: r["caption"] for r in _rows(data / "train" / "pt.jsonl")}
+    trained = {r["conversations"][0]["value"].split("\n")[1] for r in _rows(tmp_path / "train" / "sft.jsonl")}
+    assert n == len(rows) and {r["task"] for r in rows} == {"Count", "Relation", "Depth", "Distance"}
+    for row in rows:
+        scene, task = row["id"].rsplit("-", 1)
+        assert scene in sorted(captions)[-8:] and task == row["task"] and row["format"] == "mc"
+        caption, prompt = row["conversations"][0]["value"].split("\n", 1)
+        assert caption == captions[scene] and prompt.startswith(OPTION_LETTER)
+        question = prompt.split("\n")[0][len(OPTION_LETTER) + 1:]
+        assert (task, template(question)) in test_templates  # the test split's wording
+        assert task == "Count" or not any(question in t for t in trained)
+        options = [line[3:] for line in prompt.split("\n") if line[1:3] == ". "]
+        assert row["conversations"][1]["value"] in "ABCD"[:len(options)]
+    write_test_wording_questions(data, tmp_path / "again", held_out=8)
+    assert _rows(tmp_path / "again" / TEST_WORDING_FILE) == rows  # deterministic
+
+
 def test_answer_prior_is_the_most_frequent_training_answer(tmp_path):
     def row(task, answer):
         return json.dumps({"task": task, "format": "short",
@@ -67,6 +113,10 @@ def test_language_stage_improves_the_probe_and_exports_a_causal_lm(short_decoder
     assert "answer_prior" in output and "untrained" in output and "Count/mc" in output
     assert probe["held_out_questions"] == 189
     assert probe["trained"].keys() == probe["untrained"].keys() == probe["answer_prior"].keys()
+    wording = probe["test_wording"]
+    assert wording["trained"].keys() == wording["answer_prior"].keys() == {"Count/mc", "Depth/mc", "Distance/mc", "Relation/mc"}
+    assert wording["held_out_questions"] == _count_lines(out / "work" / "text" / TEST_WORDING_FILE)
+    assert "the test split's CV-Bench wording" in output
     # this short run measured a mean of 18.4 % right (untrained 0.0): it has learned the answer formats
     assert probe["mean"]["trained"] > probe["mean"]["untrained"] + 10.0, probe["mean"]
     record = json.loads((out / "pretrain.json").read_text())
@@ -230,6 +280,8 @@ def test_shipped_decoder_records_how_it_was_made():
     assert record["command"].split(" ", 4)[-1] in (shipped / "README.md").read_text()
     probe = json.loads((shipped / "probe.json").read_text())
     assert probe["mean"]["trained"] > probe["mean"]["answer_prior"] > probe["mean"]["untrained"]
+    # asked in the test's wording it loses the letters for relation and distance (lab item 42)
+    assert probe["test_wording"]["trained"]["Relation/mc"] < probe["test_wording"]["answer_prior"]["Relation/mc"]
     lm = AutoModelForCausalLM.from_pretrained(shipped)
     assert sum(p.numel() for p in lm.parameters()) == record["parameters"]
     assert "<image>" in AutoTokenizer.from_pretrained(shipped).get_vocab()

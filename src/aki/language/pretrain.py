@@ -27,9 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aki.language.scene_text import CONVERSATIONS
+from aki.language.scene_text import CONVERSATIONS, TEST_WORDING_FILE
 
 WORK = "work"
+# Tokens the test-wording probe allows per question: its prompts are longer than the training ones
+# (at most ~200 tokens in 500 held-out scenes), and a probe must not cut a question.
+_TEST_WORDING_MAX_LENGTH = 320
 # Settings a resumed run may change: they do not change what is trained.
 _FREE_ON_RESUME = ("out", "num_threads", "progress", "score_items")
 
@@ -129,7 +132,7 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
     from aki.experiments.runner import _stage_config
     from aki.experiments.tiny_vlm import build_tiny_vlm
     from aki.language.probe import text_accuracy
-    from aki.language.scene_text import answer_prior, write_text_data
+    from aki.language.scene_text import answer_prior, write_test_wording_questions, write_text_data
     from aki.training import train
 
     cfg.validate()
@@ -152,6 +155,8 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
         (text / "counts.json").write_text(json.dumps({"train": n_train, "held_out": n_held}) + "\n")
         say(f"{cfg.n_scenes} scenes (seed {cfg.data_seed}) told in words: {n_train} training questions, "
             f"{n_held} about the {cfg.held_out_scenes} held-out scenes")
+    if not (text / TEST_WORDING_FILE).is_file():  # written whole or not at all
+        write_test_wording_questions(scenes, text, cfg.held_out_scenes)
     seconds["data"] = round(time.perf_counter() - t, 1)
 
     settings = _experiment_settings(cfg, text)
@@ -175,11 +180,17 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
     trained = text_accuracy(final, heldout, cfg.score_items, cfg.max_length)
     untrained = text_accuracy(init, heldout, cfg.score_items, cfg.max_length)
     prior = answer_prior(text / "train" / "sft.jsonl", heldout, cfg.score_items)
-    seconds["probe"] = round(time.perf_counter() - t, 1)
     probe = {"held_out_questions": min(cfg.score_items, _count_lines(heldout)),
              "metric": "teacher-forced accuracy (%): every answer token the top prediction",
-             "trained": trained, "untrained": untrained, "answer_prior": prior,
-             "mean": {"trained": _mean(trained), "untrained": _mean(untrained), "answer_prior": _mean(prior)}}
+             **_columns(trained, untrained, prior)}
+    # The same scenes asked in the test split's CV-Bench wording, which training never uses.
+    wording = text / TEST_WORDING_FILE
+    probe["test_wording"] = {
+        "held_out_questions": min(cfg.score_items, _count_lines(wording)),
+        **_columns(text_accuracy(final, wording, cfg.score_items, _TEST_WORDING_MAX_LENGTH),
+                   text_accuracy(init, wording, cfg.score_items, _TEST_WORDING_MAX_LENGTH),
+                   answer_prior(text / "train" / "sft.jsonl", wording, cfg.score_items))}
+    seconds["probe"] = round(time.perf_counter() - t, 1)
     say(probe_table(probe))
 
     n_params = export_language_model(final, out)
@@ -205,16 +216,32 @@ def export_language_model(aki_dir: Path, out: Path) -> int:
     return sum(p.numel() for p in lm.parameters())
 
 
+_COLUMNS = ("trained", "untrained", "answer_prior")
+
+
+def _columns(trained: dict, untrained: dict, prior: dict) -> dict:
+    scores = dict(zip(_COLUMNS, (trained, untrained, prior), strict=True))
+    return {**scores, "mean": {c: _mean(v) for c, v in scores.items()}}
+
+
 def probe_table(probe: dict) -> str:
-    """The held-out accuracies as a small table: the trained decoder, the same decoder untrained,
-    and the answer prior (always the most frequent training answer)."""
-    cols = ("trained", "untrained", "answer_prior")
-    lines = [f"held-out questions, scene told in words ({probe['held_out_questions']} items; "
-             "teacher-forced accuracy, %):", f"  {'task/format':<24}" + "".join(f"{c:>14}" for c in cols)]
-    for key in probe["trained"]:
-        lines.append(f"  {key:<24}" + "".join(f"{probe[c].get(key, float('nan')):>14.1f}" for c in cols))
-    lines.append(f"  {'mean':<24}" + "".join(f"{probe['mean'][c]:>14.1f}" for c in cols))
+    """The held-out accuracies as small tables: the trained decoder, the same decoder untrained, and
+    the answer prior (always the most frequent training answer); then, when the probe has them, the
+    same scenes asked in the test split's wording."""
+    lines = _table(probe, f"held-out questions, scene told in words ({probe['held_out_questions']} items; "
+                   "teacher-forced accuracy, %):")
+    if "test_wording" in probe:
+        lines += _table(probe["test_wording"], f"the same scenes in the test split's CV-Bench wording, never "
+                        f"trained on ({probe['test_wording']['held_out_questions']} items):")
     return "\n".join(lines)
+
+
+def _table(scores: dict, title: str) -> list[str]:
+    lines = [title, f"  {'task/format':<24}" + "".join(f"{c:>14}" for c in _COLUMNS)]
+    for key in scores["trained"]:
+        lines.append(f"  {key:<24}" + "".join(f"{scores[c].get(key, float('nan')):>14.1f}" for c in _COLUMNS))
+    lines.append(f"  {'mean':<24}" + "".join(f"{scores['mean'][c]:>14.1f}" for c in _COLUMNS))
+    return lines
 
 
 def _mean(scores: dict[str, float]) -> float:

@@ -10,6 +10,8 @@ from pathlib import Path
 from aki.constants import IMAGE_TOKEN
 
 CONVERSATIONS = ("question", "scene")
+# The probe file of CV-Bench's own question wording (the synthetic test split's), never trained on.
+TEST_WORDING_FILE = "heldout_test_wording.jsonl"
 
 
 def write_text_data(data: str | Path, out: str | Path, held_out: int,
@@ -28,11 +30,7 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int,
     if conversations not in CONVERSATIONS:
         raise ValueError(f"conversations must be one of {CONVERSATIONS}; got {conversations!r}")
     data, out = Path(data), Path(out)
-    captions: dict[str, str] = {}
-    with open(data / "train" / "pt.jsonl", encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            captions[Path(rec["image"]).stem] = rec["caption"]
+    captions = _captions(data)
     scenes = sorted(captions)
     if not 0 < held_out < len(scenes):
         raise ValueError(f"{data} has {len(scenes)} training scenes; holding out {held_out} leaves "
@@ -69,6 +67,43 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int,
     return counts[0], counts[1]
 
 
+def write_test_wording_questions(data: str | Path, out: str | Path, held_out: int) -> int:
+    """``out/heldout_test_wording.jsonl``: for each of the last ``held_out`` training scenes of ``data``
+    (the held-out scenes of :func:`write_text_data`), the CV-Bench questions (count, relation, depth,
+    distance) in the wording and multiple-choice prompt of the synthetic test split, the image
+    replaced by the scene's caption. For the probe only, never for training: the quickstart's SFT never
+    sees this wording either, so the probe tells, in seconds, whether a decoder still answers an unseen
+    wording with the letter the prompt asks for (lab item 42). Returns the question count."""
+    from aki.data.synth import questions as Q
+    from aki.data.synth.scenes import Scene
+    from aki.prompts import LETTERS
+
+    data, out = Path(data), Path(out)
+    captions = _captions(data)
+    scenes = sorted(captions)[len(captions) - held_out:]
+    tasks = (("Count", Q.count_question), ("Relation", Q.relation_question), ("Depth", Q.depth_question),
+             ("Distance", Q.distance_question))
+    rows = []
+    for scene_id in scenes:
+        scene = Scene.from_json(json.loads((data / "train" / "annotations" / f"{scene_id}.json").read_text("utf-8")))
+        rng = random.Random(f"aki-language/test-wording/{scene_id}")
+        for task, question in tasks:
+            item = question(scene, rng, cv_style=True)
+            if item is None:
+                continue
+            prompt = f"{captions[scene_id]}\n{Q.mc_prompt(item['question'], item['choices'])}"
+            answer = LETTERS[item["choices"].index(item["answer"])]
+            rows.append({"id": f"{scene_id}-{task}", "task": task, "format": "mc",
+                         "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}]})
+    random.Random(0).shuffle(rows)  # a probe of the first n rows covers every task
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f"{TEST_WORDING_FILE}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    tmp.replace(out / TEST_WORDING_FILE)  # complete or absent
+    return len(rows)
+
+
 def answer_prior(train: str | Path, heldout: str | Path, n_items: int | None = None) -> dict[str, float]:
     """Accuracy (%) per ``task/format`` of always giving the most frequent training answer: the level
     a decoder reaches without reading the scene. Scored on the first ``n_items`` held-out rows."""
@@ -86,6 +121,16 @@ def answer_prior(train: str | Path, heldout: str | Path, n_items: int | None = N
         right[key] += rec["conversations"][1]["value"].strip() == guess
         total[key] += 1
     return {k: round(100 * right[k] / total[k], 1) for k in sorted(total)}
+
+
+def _captions(data: Path) -> dict[str, str]:
+    """Each training scene's caption, by scene id."""
+    captions: dict[str, str] = {}
+    with open(data / "train" / "pt.jsonl", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            captions[Path(rec["image"]).stem] = rec["caption"]
+    return captions
 
 
 def _key(rec: dict) -> str:
