@@ -166,6 +166,15 @@ def test_resume_refuses_other_settings_and_the_cli_refuses_to_replace(short_deco
     with pytest.raises(ValueError, match=r"other settings \(steps: 80 -> 90\)"):
         check_resumable(LanguagePretrainConfig(out=str(out), n_scenes=300, held_out_scenes=30, steps=90,
                                                score_items=200, save_every=40))
+    same = LanguagePretrainConfig(out=str(out / "older"), n_scenes=300, held_out_scenes=30, steps=80,
+                                  score_items=200, save_every=40)
+    (out / "older" / "work").mkdir(parents=True)
+    saved = json.loads((out / "work" / "settings.json").read_text())
+    del saved["layers"]  # a run saved before the option existed had the default, the only choice then
+    (out / "older" / "work" / "settings.json").write_text(json.dumps(saved))
+    check_resumable(same)
+    with pytest.raises(ValueError, match=r"layers: 4 -> 6"):
+        check_resumable(LanguagePretrainConfig(**{**same.__dict__, "layers": 6}))
     before = (out / "model.safetensors").read_bytes()
     res = CliRunner().invoke(app, ["pretrain-llm", "--out", str(out), "--steps", "1"])
     assert res.exit_code == 2 and "already holds a decoder" in res.output and "--resume" in res.output
@@ -251,10 +260,12 @@ def test_scene_conversations_read_the_caption_once_for_all_questions_shuffled(sy
     assert res.exit_code == 2 and "conversations must be one of ('question', 'scene')" in res.output
 
 
-def test_scene_conversations_train_whole_conversations(tmp_path):
+def test_scene_conversations_train_whole_conversations_and_layers_set_the_depth(tmp_path):
     summary = pretrain_language_model(LanguagePretrainConfig(
         out=str(tmp_path), n_scenes=60, held_out_scenes=6, steps=3, batch_size=4, max_length=480,
-        conversations="scene", score_items=10, progress=False), say=lambda _: None)
+        conversations="scene", layers=6, score_items=10, progress=False), say=lambda _: None)
+    assert json.loads((tmp_path / "config.json").read_text())["num_hidden_layers"] == 6
+    assert "--layers 6" in summary["command"]
     import yaml
 
     run = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
