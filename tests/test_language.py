@@ -260,12 +260,46 @@ def test_scene_conversations_read_the_caption_once_for_all_questions_shuffled(sy
     assert res.exit_code == 2 and "conversations must be one of ('question', 'scene')" in res.output
 
 
+def test_augmented_scene_conversations_add_a_letter_drill_and_lead_ins_only(synth_train, tmp_path):
+    """``augment``: one drill turn per scene whose letter names the asked option, generic lead-ins
+    before about half of the questions, and nothing else changed."""
+    from aki.language.scene_text import DRILL_KIND, LEAD_INS
+
+    data = synth_train(40)
+    counts = write_text_data(data, tmp_path / "s", held_out=5, conversations="scene")
+    assert write_text_data(data, tmp_path / "a", held_out=5, conversations="scene", augment=True) == counts
+    plain = _rows(tmp_path / "s" / "train" / "sft.jsonl")
+    augmented = _rows(tmp_path / "a" / "train" / "sft.jsonl")
+    assert (tmp_path / "a" / "heldout.jsonl").read_bytes() == (tmp_path / "s" / "heldout.jsonl").read_bytes()
+    led = asked = 0
+    for row, base in zip(augmented, plain, strict=True):
+        k = row["kinds"].index(DRILL_KIND)
+        assert row["kinds"].count(DRILL_KIND) == 1 and k > 0  # never before the caption's turn
+        drill, letter = row["conversations"][2 * k]["value"], row["conversations"][2 * k + 1]["value"]
+        named = drill.split("?")[0].split(" is ")[-1].split(" says ")[-1]
+        assert f"\n{letter}. {named}\n" in drill
+        turns = row["conversations"][:2 * k] + row["conversations"][2 * k + 2:]
+        assert row["kinds"][:k] + row["kinds"][k + 1:] == base["kinds"]
+        for turn, original in zip(turns, base["conversations"], strict=True):
+            stripped = turn["value"]
+            for lead_in in LEAD_INS:
+                stripped = stripped.replace(f"{lead_in} ", "", 1)
+            assert stripped == original["value"]
+            led += stripped != turn["value"] and turn["from"] == "human"
+            asked += turn["from"] == "human"
+    assert 0.35 < led / asked < 0.65, (led, asked)
+    with pytest.raises(ValueError, match="needs conversations='scene'"):
+        write_text_data(data, tmp_path / "q", held_out=5, augment=True)
+    with pytest.raises(ValueError, match="it needs conversations 'scene'"):
+        LanguagePretrainConfig(augment=True).validate()
+
+
 def test_scene_conversations_train_whole_conversations_and_layers_set_the_depth(tmp_path):
     summary = pretrain_language_model(LanguagePretrainConfig(
         out=str(tmp_path), n_scenes=60, held_out_scenes=6, steps=3, batch_size=4, max_length=480,
-        conversations="scene", layers=6, score_items=10, progress=False), say=lambda _: None)
+        conversations="scene", augment=True, layers=6, score_items=10, progress=False), say=lambda _: None)
     assert json.loads((tmp_path / "config.json").read_text())["num_hidden_layers"] == 6
-    assert "--layers 6" in summary["command"]
+    assert "--layers 6" in summary["command"] and summary["command"].endswith("--augment")
     import yaml
 
     run = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())

@@ -23,6 +23,9 @@ def pretrain_llm_command(
     conversations: str = typer.Option("question", "--conversations", help="question: one training row per "
                                       "question; scene: one multi-turn row per scene, questions shuffled "
                                       "(needs --max-length 480)"),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="with --conversations scene: a letter "
+                                 "drill turn per scene and generic lead-ins before half the questions, so that "
+                                 "unseen wordings still get the letter"),
     seed: int = typer.Option(0, "--seed", help="initialisation and batch order (same seed -> same decoder)"),
     score_items: int = typer.Option(1500, "--score-items", min=1, help="held-out questions scored"),
     save_every: int = typer.Option(500, "--save-every", min=1, help="checkpoint every N steps (for --resume)"),
@@ -51,7 +54,7 @@ def pretrain_llm_command(
         raise typer.Exit(2)
     cfg = LanguagePretrainConfig(
         out=str(out), n_scenes=n_scenes, held_out_scenes=held_out, data_seed=data_seed, steps=steps,
-        batch_size=batch_size, lr=lr, init_std=init_std, layers=layers, max_length=max_length, conversations=conversations,
+        batch_size=batch_size, lr=lr, init_std=init_std, layers=layers, max_length=max_length, conversations=conversations, augment=augment,
         seed=seed, score_items=score_items, save_every=save_every, num_threads=threads, progress=progress,
     )
     try:

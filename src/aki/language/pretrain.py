@@ -61,6 +61,9 @@ class LanguagePretrainConfig:
     # caption read once for all its questions, shuffled (aki.language.scene_text.write_text_data).
     # Measured: "scene" at batch 16 reached this default's probe in 27 % of its time (lab item 41).
     conversations: str = "question"
+    # With scene conversations: one letter drill turn per scene and generic lead-ins before half of
+    # the questions (aki.language.scene_text), so that unseen wordings still get the letter (lab item 42).
+    augment: bool = False
     seed: int = 0
     score_items: int = 1500
     save_every: int = 500
@@ -75,6 +78,8 @@ class LanguagePretrainConfig:
             problems.append(f"held_out_scenes ({self.held_out_scenes}) must be fewer than n_scenes ({self.n_scenes})")
         if self.conversations not in CONVERSATIONS:
             problems.append(f"conversations must be one of {CONVERSATIONS}, not {self.conversations!r}")
+        if self.augment and self.conversations != "scene":
+            problems.append("augment adds turns to each scene's conversation: it needs conversations 'scene'")
         if self.conversations == "scene" and self.max_length < 384:
             problems.append(f"a scene's conversation is about 390 tokens (up to ~480), so max_length "
                             f"{self.max_length} would cut most of them: pass a max_length of 480")
@@ -91,7 +96,8 @@ def equivalent_command(cfg: LanguagePretrainConfig) -> str:
             "--data-seed": cfg.data_seed, "--steps": cfg.steps, "--batch-size": cfg.batch_size, "--lr": cfg.lr,
             "--init-std": cfg.init_std, "--layers": cfg.layers, "--max-length": cfg.max_length, "--conversations": cfg.conversations,
             "--seed": cfg.seed, "--score-items": cfg.score_items}
-    return " ".join(["aki pretrain-llm", *(f"{k} {shlex.quote(str(v))}" for k, v in opts.items())])
+    flags = ["--augment" if cfg.augment else "--no-augment"]
+    return " ".join(["aki pretrain-llm", *(f"{k} {shlex.quote(str(v))}" for k, v in opts.items()), *flags])
 
 
 def _experiment_settings(cfg: LanguagePretrainConfig, text_dir: Path):
@@ -157,7 +163,7 @@ def _pretrain(cfg: LanguagePretrainConfig, command: str | None, say, resume: boo
     if not (scenes / "metadata.json").is_file():  # written last: without it the folder is incomplete
         generate(scenes, n_train=cfg.n_scenes, n_test=0, seed=cfg.data_seed, overwrite=True)
     if not (text / "counts.json").is_file():  # likewise, written once both files are complete
-        n_train, n_held = write_text_data(scenes, text, cfg.held_out_scenes, cfg.conversations)
+        n_train, n_held = write_text_data(scenes, text, cfg.held_out_scenes, cfg.conversations, cfg.augment)
         (text / "counts.json").write_text(json.dumps({"train": n_train, "held_out": n_held}) + "\n")
         say(f"{cfg.n_scenes} scenes (seed {cfg.data_seed}) told in words: {n_train} training questions, "
             f"{n_held} about the {cfg.held_out_scenes} held-out scenes")

@@ -8,14 +8,22 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from aki.constants import IMAGE_TOKEN
+from aki.prompts import LETTERS, OPTION_LETTER, SHORT_ANSWER
 
 CONVERSATIONS = ("question", "scene")
+# Sentences put before questions by ``augment``, so that the answer format follows the instruction
+# and the options rather than one question template. Generic on purpose: none is, or paraphrases,
+# a benchmark's wording (lab item 42).
+LEAD_INS = ("Look at the image.", "Here is a question about the picture.", "Think about the shapes in the scene.",
+            "Use what you see.", "Read the scene carefully.", "A question about the objects shown.",
+            "Look closely at the objects.", "Take a look at the picture.")
+DRILL_KIND = "Drill/mc"
 # The probe file of CV-Bench's own question wording (the synthetic test split's), never trained on.
 TEST_WORDING_FILE = "heldout_test_wording.jsonl"
 
 
 def write_text_data(data: str | Path, out: str | Path, held_out: int,
-                    conversations: str = "question") -> tuple[int, int]:
+                    conversations: str = "question", augment: bool = False) -> tuple[int, int]:
     """``out/train/sft.jsonl`` and ``out/heldout.jsonl``: every SFT question of the ``aki data synth``
     folder ``data`` with its image replaced by the scene's caption (each object's size, colour, shape
     and coarse position, and the occlusion facts). The last ``held_out`` training scenes go to the
@@ -26,9 +34,15 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int,
     its questions in an order shuffled per scene (seeded by the scene's name), with ``kinds`` (each
     question's ``task/format``), for ``data.turns: whole``: several answers trained per caption
     read. Unshuffled, the generator's fixed order taught which kind of question comes first, and
-    single questions of the other kinds failed (docs/quickstart-lab.md, item 41). The held-out file always has one row per question."""
+    single questions of the other kinds failed (docs/quickstart-lab.md, item 41). ``augment`` (scene
+    conversations only) adds one :func:`option_drill` turn per scene (kind ``Drill/mc``) and a generic
+    lead-in (:data:`LEAD_INS`) before about half of the questions: measured, the decoder then answers
+    the test split's wording, which it never sees, with a letter (lab item 42). The held-out file always
+    has one row per question, never augmented."""
     if conversations not in CONVERSATIONS:
         raise ValueError(f"conversations must be one of {CONVERSATIONS}; got {conversations!r}")
+    if augment and conversations != "scene":
+        raise ValueError("augment adds turns to a scene's conversation: it needs conversations='scene'")
     data, out = Path(data), Path(out)
     captions = _captions(data)
     scenes = sorted(captions)
@@ -55,16 +69,79 @@ def write_text_data(data: str | Path, out: str | Path, held_out: int,
             row = {"id": rec["id"], "conversations": turns, "task": rec["task"], "format": rec["format"]}
             (test if held else train).write(json.dumps(row) + "\n")
         for scene, questions in per_scene.items():
-            random.Random(scene).shuffle(questions)
-            turns, kinds = [], []
-            for k, (question, answer, kind) in enumerate(questions):
-                # the caption where the first question had the image; later questions lose the marker
-                text = question["value"].replace(IMAGE_TOKEN, captions[scene]) if k == 0 \
-                    else question["value"].replace(IMAGE_TOKEN, "").lstrip("\n")
-                turns += [{"from": question["from"], "value": text}, answer]
-                kinds.append(kind)
+            turns, kinds = _scene_conversation(scene, questions, captions[scene], augment)
             train.write(json.dumps({"id": scene, "conversations": turns, "kinds": kinds}) + "\n")
     return counts[0], counts[1]
+
+
+def _scene_conversation(scene: str, questions: list[tuple[dict, dict, str]], caption: str,
+                        augment: bool) -> tuple[list[dict], list[str]]:
+    """One scene's questions as one conversation, shuffled, the caption in the first turn; with
+    ``augment``, one letter drill turn (never before the caption) and a lead-in before about half
+    of the questions. Each random choice has its own stream, seeded by the scene's name."""
+    random.Random(scene).shuffle(questions)
+    turns, kinds = [], []
+    for k, (question, answer, kind) in enumerate(questions):
+        # the caption where the first question had the image; later questions lose the marker
+        text = question["value"].replace(IMAGE_TOKEN, caption) if k == 0 \
+            else question["value"].replace(IMAGE_TOKEN, "").lstrip("\n")
+        turns += [{"from": question["from"], "value": text}, answer]
+        kinds.append(kind)
+    if not augment:
+        return turns, kinds
+    rng = random.Random(f"drill-{scene}")
+    drill = option_drill(rng)
+    k = rng.randrange(1, len(kinds) + 1)
+    turns[2 * k:2 * k] = drill
+    kinds.insert(k, DRILL_KIND)
+    rng = random.Random(f"pre-{scene}")  # "drill-", "pre-": the streams of the lab run (item 42)
+    for k, turn in enumerate(turns[0::2]):
+        if rng.random() < 0.5:
+            if k == 0:
+                caption_line, rest = turn["value"].split("\n", 1)
+                turn["value"] = f"{caption_line}\n{_with_lead_in(rest, rng)}"
+            else:
+                turn["value"] = _with_lead_in(turn["value"], rng)
+    return turns, kinds
+
+
+def option_drill(rng: random.Random) -> list[dict]:
+    """A multiple-choice turn that only asks to pick the letter of a named option ("Which option is
+    blue?"), over an option list of a kind the synthetic questions use: the answer-format skill alone,
+    which the decoder otherwise has to find inside every multiple-choice question."""
+    from aki.data.synth.questions import all_names, mc_prompt
+    from aki.data.synth.scenes import COLOURS, SHAPES, SIZES
+
+    kind = rng.choice(["colour", "shape", "size", "number", "left-right", "above-below", "name"])
+    if kind == "colour":
+        options = rng.sample(list(COLOURS), 4)
+    elif kind == "shape":
+        options = rng.sample(list(SHAPES), 4)
+    elif kind == "size":
+        options = list(SIZES)
+    elif kind == "number":
+        start = rng.randint(0, 5)
+        options = [str(n) for n in range(start, start + 4)]
+    elif kind == "left-right":
+        options = ["left", "right"]
+    elif kind == "above-below":
+        options = ["above", "below"]
+    else:
+        options = rng.sample(all_names(), 2)
+    rng.shuffle(options)
+    target = rng.choice(options)
+    question = rng.choice([f"Which option is {target}?", f"Which of the options says {target}?"])
+    return [{"from": "human", "value": mc_prompt(question, options)},
+            {"from": "gpt", "value": LETTERS[options.index(target)]}]
+
+
+def _with_lead_in(prompt: str, rng: random.Random) -> str:
+    """``prompt`` with a generic lead-in sentence before its question (after a leading instruction)."""
+    lead_in = rng.choice(LEAD_INS)
+    for instruction in (OPTION_LETTER, SHORT_ANSWER):
+        if prompt.startswith(instruction + " "):
+            return f"{instruction} {lead_in} {prompt[len(instruction) + 1:]}"
+    return f"{lead_in} {prompt}"
 
 
 def write_test_wording_questions(data: str | Path, out: str | Path, held_out: int) -> int:
