@@ -117,7 +117,7 @@ def test_language_stage_improves_the_probe_and_exports_a_causal_lm(short_decoder
     assert wording["trained"].keys() == wording["answer_prior"].keys() == {"Count/mc", "Depth/mc", "Distance/mc", "Relation/mc"}
     assert wording["held_out_questions"] == _count_lines(out / "work" / "text" / TEST_WORDING_FILE)
     assert "the test split's CV-Bench wording" in output
-    # this short run measured a mean of 18.4 % right (untrained 0.0): it has learned the answer formats
+    # this short run measured a mean of 25.7 % right (untrained 0.0): it has learned the answer formats
     assert probe["mean"]["trained"] > probe["mean"]["untrained"] + 10.0, probe["mean"]
     record = json.loads((out / "pretrain.json").read_text())
     assert record["seed"] == 0 and record["command"].startswith("aki pretrain-llm --out")
@@ -255,7 +255,7 @@ def test_scene_conversations_read_the_caption_once_for_all_questions_shuffled(sy
     assert answer_prior(tmp_path / "s" / "train" / "sft.jsonl", heldout) == \
         answer_prior(tmp_path / "q" / "train" / "sft.jsonl", heldout)
     with pytest.raises(ValueError, match="max_length 192 would cut most"):
-        LanguagePretrainConfig(conversations="scene").validate()
+        LanguagePretrainConfig(max_length=192).validate()
     res = CliRunner().invoke(app, ["pretrain-llm", "--out", str(tmp_path / "x"), "--conversations", "dialogue"])
     assert res.exit_code == 2 and "conversations must be one of ('question', 'scene')" in res.output
 
@@ -290,8 +290,9 @@ def test_augmented_scene_conversations_add_a_letter_drill_and_lead_ins_only(synt
     assert 0.35 < led / asked < 0.65, (led, asked)
     with pytest.raises(ValueError, match="needs conversations='scene'"):
         write_text_data(data, tmp_path / "q", held_out=5, augment=True)
-    with pytest.raises(ValueError, match="it needs conversations 'scene'"):
-        LanguagePretrainConfig(augment=True).validate()
+    with pytest.raises(ValueError, match=r"it needs conversations 'scene' .*pass --no-augment"):
+        LanguagePretrainConfig(conversations="question").validate()
+    LanguagePretrainConfig(conversations="question", augment=False, max_length=192).validate()
 
 
 def test_scene_conversations_train_whole_conversations_and_layers_set_the_depth(tmp_path):
@@ -325,8 +326,10 @@ def test_shipped_decoder_records_how_it_was_made():
     assert record["command"].split(" ", 4)[-1] in (shipped / "README.md").read_text()
     probe = json.loads((shipped / "probe.json").read_text())
     assert probe["mean"]["trained"] > probe["mean"]["answer_prior"] > probe["mean"]["untrained"]
-    # asked in the test's wording it loses the letters for relation and distance (lab item 42)
-    assert probe["test_wording"]["trained"]["Relation/mc"] < probe["test_wording"]["answer_prior"]["Relation/mc"]
+    # asked in the test's wording it still answers with letters (the first shipped decoder got
+    # relation 0.0 and distance 3.0 there, lab item 42)
+    wording = probe["test_wording"]["trained"]
+    assert min(wording["Relation/mc"], wording["Distance/mc"]) > 40.0, wording
     lm = AutoModelForCausalLM.from_pretrained(shipped)
     assert sum(p.numel() for p in lm.parameters()) == record["parameters"]
     assert "<image>" in AutoTokenizer.from_pretrained(shipped).get_vocab()

@@ -13,17 +13,17 @@ def pretrain_llm_command(
     n_scenes: int = typer.Option(30000, "--scenes", min=2, help="scenes whose questions are told in words"),
     held_out: int = typer.Option(500, "--held-out-scenes", min=1, help="scenes kept out of training, for the probe"),
     data_seed: int = typer.Option(1, "--data-seed", help="scene seed (the quickstart's data uses 0)"),
-    steps: int = typer.Option(20000, "--steps", min=1, help="optimizer steps"),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    steps: int = typer.Option(3000, "--steps", min=1, help="optimizer steps"),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     init_std: float = typer.Option(0.08, "--init-std", min=0.0, help="the decoder's initializer_range"),
     layers: int = typer.Option(4, "--layers", min=1, help="decoder layers (6 keep the letter on unseen "
                                "question wording where 4 do not; 1.4x the time per step)"),
-    max_length: int = typer.Option(192, "--max-length", min=8, help="tokens per sample"),
-    conversations: str = typer.Option("question", "--conversations", help="question: one training row per "
+    max_length: int = typer.Option(480, "--max-length", min=8, help="tokens per sample"),
+    conversations: str = typer.Option("scene", "--conversations", help="question: one training row per "
                                       "question; scene: one multi-turn row per scene, questions shuffled "
                                       "(needs --max-length 480)"),
-    augment: bool = typer.Option(False, "--augment/--no-augment", help="with --conversations scene: a letter "
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="with --conversations scene: a letter "
                                  "drill turn per scene and generic lead-ins before half the questions, so that "
                                  "unseen wordings still get the letter"),
     seed: int = typer.Option(0, "--seed", help="initialisation and batch order (same seed -> same decoder)"),

@@ -6,8 +6,9 @@ cannot learn it and to see within the budget (docs/quickstart-lab.md, items 34-3
 LLM can be downloaded here, so the project teaches its own (``aki pretrain-llm``): the scenes'
 questions with each image replaced by the scene described in words. It ships one
 (:data:`PRETRAINED_LANGUAGE_MODEL`) that the quickstart starts from with ``--shipped-language-model``,
-as AKI starts from Phi-3.5. It is not the default: the VLM built on it answers CV-Bench's own
-relation and distance wording in words instead of letters (docs/quickstart-lab.md, item 40).
+as AKI starts from Phi-3.5. It is not the quickstart's default yet: the VLM built on it counts and
+finds objects better than one on a random decoder, but relation, depth and distance stay at the
+image-blind level, as they do in words (docs/quickstart-lab.md, items 40-42).
 """
 
 from __future__ import annotations
