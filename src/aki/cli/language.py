@@ -17,8 +17,8 @@ def pretrain_llm_command(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     init_std: float = typer.Option(0.08, "--init-std", min=0.0, help="the decoder's initializer_range"),
-    layers: int = typer.Option(4, "--layers", min=1, help="decoder layers (6 keep the letter on unseen "
-                               "question wording where 4 do not; 1.4x the time per step)"),
+    layers: int = typer.Option(4, "--layers", min=1, help="decoder layers (without --augment, 6 keep "
+                               "the letter on unseen question wording where 4 do not; 1.4x the time per step)"),
     max_length: int = typer.Option(480, "--max-length", min=8, help="tokens per sample"),
     conversations: str = typer.Option("scene", "--conversations", help="question: one training row per "
                                       "question; scene: one multi-turn row per scene, questions shuffled "

@@ -42,8 +42,8 @@ _FREE_ON_RESUME = ("out", "num_threads", "progress", "score_items")
 
 @dataclass
 class LanguagePretrainConfig:
-    """Data, decoder initialisation and schedule. The defaults made the shipped decoder (35 minutes
-    of training on one core)."""
+    """Data, decoder initialisation and schedule. The defaults made the shipped decoder (37 minutes
+    of training on one core, beside another job)."""
 
     out: str = "runs/language"
     n_scenes: int = 30000
@@ -55,8 +55,9 @@ class LanguagePretrainConfig:
     # The decoder's initializer_range: 0.08 learns these lookups sooner than transformers' 0.02
     # (docs/quickstart-lab.md, items 22 and 37-38).
     init_std: float = 0.08
-    # Decoder layers (128 wide, as the quickstart's). Measured: 6 layers keep the letter on the test
-    # split's unseen wording where 4 answer in words (lab item 42), for 1.4x the time per step.
+    # Decoder layers (128 wide, as the quickstart's). Measured without ``augment``: 6 layers keep the
+    # letter on the test split's unseen wording where 4 answer in words (lab item 42), for 1.4x the
+    # time per step; with ``augment``, 4 layers keep it too.
     layers: int = 4
     # Tokens per sample: the caption in the prompt makes these longer than the quickstart's 96
     # (a whole scene's conversation, ``conversations="scene"``, needs about 480).
