@@ -153,18 +153,15 @@ def write_test_wording_questions(data: str | Path, out: str | Path, held_out: in
     wording with the letter the prompt asks for (lab item 42). Returns the question count."""
     from aki.data.synth import questions as Q
     from aki.data.synth.scenes import Scene
-    from aki.prompts import LETTERS
 
     data, out = Path(data), Path(out)
     captions = _captions(data)
     scenes = sorted(captions)[len(captions) - held_out:]
-    tasks = (("Count", Q.count_question), ("Relation", Q.relation_question), ("Depth", Q.depth_question),
-             ("Distance", Q.distance_question))
     rows = []
     for scene_id in scenes:
         scene = Scene.from_json(json.loads((data / "train" / "annotations" / f"{scene_id}.json").read_text("utf-8")))
         rng = random.Random(f"aki-language/test-wording/{scene_id}")
-        for task, question in tasks:
+        for task, question in Q.CV_BENCH_QUESTIONS:
             item = question(scene, rng, cv_style=True)
             if item is None:
                 continue

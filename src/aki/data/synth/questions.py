@@ -207,6 +207,15 @@ def distance_question(scene: Scene, rng: random.Random, cv_style: bool = False) 
     )
 
 
+# The CV-Bench tasks and their question makers, in the order the test split asks them.
+CV_BENCH_QUESTIONS = (
+    ("Count", count_question),
+    ("Relation", relation_question),
+    ("Depth", depth_question),
+    ("Distance", distance_question),
+)
+
+
 # ------------------------------------------------------------------------------- attribute
 def _unique_by(scene: Scene, keys: tuple[str, ...]) -> list[SceneObject]:
     """Objects that are the only one in the scene with their values of ``keys``."""

@@ -201,12 +201,7 @@ def _write_test(out: Path, rendered: list[tuple[Scene, bytes]], seed: int, pope_
     per_task_seen: Counter = Counter()
     for s in scenes:
         rng = random.Random(f"aki-synth/{seed}/test-text/{s.scene_id}")
-        for task, fn in (
-            ("Count", Q.count_question),
-            ("Relation", Q.relation_question),
-            ("Depth", Q.depth_question),
-            ("Distance", Q.distance_question),
-        ):
+        for task, fn in Q.CV_BENCH_QUESTIONS:
             item = fn(s, rng, cv_style=True)
             if item is None:
                 continue
