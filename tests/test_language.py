@@ -137,8 +137,8 @@ def test_tiny_vlm_starts_from_the_decoder(short_decoder, synth_train):
 
     out, _ = short_decoder
     lm = AutoModelForCausalLM.from_pretrained(out)
-    model, processor = build_tiny_vlm(synth_train(40), TinyVLMSize(llm_hidden=64), language_model=out)
-    assert model.config.text_config.hidden_size == lm.config.hidden_size  # the decoder's own size, not ``size``'s
+    model, processor = build_tiny_vlm(synth_train(40), TinyVLMSize(), language_model=out)
+    assert model.config.text_config.to_dict()["num_hidden_layers"] == lm.config.num_hidden_layers
     theirs = lm.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in model.language_model.state_dict().items())
     assert processor.tokenizer.get_vocab() == AutoTokenizer.from_pretrained(out).get_vocab()
@@ -211,21 +211,41 @@ def test_quickstart_starts_from_the_given_decoder(short_decoder, tmp_path):
 
 
 def test_quickstart_decoder_options(tmp_path, monkeypatch, capsys):
+    """The shipped decoder is the default (``--shipped-language-model`` says so explicitly); a random
+    one is ``--random-language-model``; any two of the three choices are refused."""
     import aki.language
     from aki.cli.quickstart import quick_settings
 
-    res = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path), "--fast", "--language-model", str(tmp_path),
-                                   "--shipped-language-model"])
-    assert res.exit_code == 2 and "exclude each other" in res.output
-    assert quick_settings(tmp_path / "qs", fast=True).language_model is None  # a random decoder by default
-    shipped = quick_settings(tmp_path / "qs", fast=True, shipped_language_model=True).language_model
-    assert shipped == str(aki.language.PRETRAINED_LANGUAGE_MODEL)
+    for pair in (["--language-model", str(tmp_path), "--shipped-language-model"],
+                 ["--random-language-model", "--shipped-language-model"],
+                 ["--language-model", str(tmp_path), "--random-language-model"]):
+        res = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path), "--fast", *pair])
+        assert res.exit_code == 2 and "exclude each other" in res.output, pair
+    shipped = str(aki.language.PRETRAINED_LANGUAGE_MODEL)
+    assert quick_settings(tmp_path / "qs", fast=True).language_model == shipped
+    assert quick_settings(tmp_path / "qs", fast=True, shipped_language_model=True).language_model == shipped
+    assert quick_settings(tmp_path / "qs", fast=True, random_language_model=True).language_model is None
+    assert quick_settings(tmp_path / "qs", fast=True, language_model=tmp_path).language_model == str(tmp_path)
     monkeypatch.setattr(aki.language, "PRETRAINED_LANGUAGE_MODEL", tmp_path / "not-installed")
     import typer
 
-    with pytest.raises(typer.Exit):
-        quick_settings(tmp_path / "qs", fast=True, shipped_language_model=True)
-    assert "decoder shipped with aki is missing" in capsys.readouterr().err
+    for flags in ({}, {"shipped_language_model": True}):
+        with pytest.raises(typer.Exit):
+            quick_settings(tmp_path / "qs", fast=True, **flags)
+        assert "decoder shipped with aki is missing" in capsys.readouterr().err
+    assert quick_settings(tmp_path / "qs", fast=True, random_language_model=True).language_model is None
+
+
+def test_a_decoder_field_that_would_not_apply_is_refused(short_decoder, synth_train):
+    """A loaded decoder fixes its shape: a TinyVLMSize decoder field set to another value is an error
+    naming it, not silently unused; fields left at their defaults are fine."""
+    from aki.experiments.tiny_vlm import TinyVLMSize, build_tiny_vlm
+
+    out, _ = short_decoder
+    with pytest.raises(ValueError, match=r"llm_hidden=64 \(the decoder has 128\), llm_init_std=0.5 .*"
+                                         r"random-language-model"):
+        build_tiny_vlm(synth_train(40), TinyVLMSize(llm_hidden=64, llm_init_std=0.5), language_model=out)
+    build_tiny_vlm(synth_train(40), TinyVLMSize(llm_init_std=0.08), language_model=out)  # the decoder's own value
 
 
 def test_scene_conversations_read_the_caption_once_for_all_questions_shuffled(synth_train, tmp_path):

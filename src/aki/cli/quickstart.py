@@ -37,16 +37,19 @@ def quickstart(
     scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
                                        "that learns during pre-training"),
     language_model: Path = typer.Option(None, "--language-model", help="start from a decoder made by "
-                                        "`aki pretrain-llm` (default: a random decoder)"),
+                                        "`aki pretrain-llm` (default: the one shipped with aki)"),
     shipped_language_model: bool = typer.Option(False, "--shipped-language-model", help="start from the "
-                                                "decoder shipped with aki (made by `aki pretrain-llm`)"),
+                                                "decoder shipped with aki (the default; made by `aki pretrain-llm`)"),
+    random_language_model: bool = typer.Option(False, "--random-language-model", help="start from a random "
+                                               "decoder instead, as aki's quickstart did before it shipped one"),
 ) -> None:
     """Synthetic data -> tiny AKI with the pretrained, frozen vision tower -> causal pre-training
     -> instruction tuning with causal and with MMA from the same checkpoint -> evaluation -> a
     table like the paper's Table 1."""
     from aki.experiments.modes import QUICKSTART_MODES
 
-    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, shipped_language_model)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, shipped_language_model,
+                              random_language_model)
     if pt_steps is not None:
         settings.pt_steps = pt_steps
     if sft_steps is not None:
@@ -78,8 +81,9 @@ def write_pictures(out: Path, seed: int, data_dir: Path) -> None:
 
 
 def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scratch_tower: bool = False,
-                   language_model: Path | None = None, shipped_language_model: bool = False):
-    from aki.experiments.runner import ExperimentSettings
+                   language_model: Path | None = None, shipped_language_model: bool = False,
+                   random_language_model: bool = False):
+    from aki.experiments.runner import ExperimentSettings, default_language_model
 
     s = ExperimentSettings(out=str(out))
     if vision_tower is not None and scratch_tower:
@@ -94,20 +98,23 @@ def quick_settings(out: Path, fast: bool, vision_tower: Path | None = None, scra
                    "with `aki pretrain-vision --out DIR` and pass --vision-tower DIR (or --scratch-tower).",
                    err=True)
         raise typer.Exit(2)
-    if language_model is not None and shipped_language_model:
-        typer.echo("aki: error: --language-model and --shipped-language-model exclude each other; give one.",
-                   err=True)
+    given = [flag for flag, on in (("--language-model", language_model is not None),
+                                   ("--shipped-language-model", shipped_language_model),
+                                   ("--random-language-model", random_language_model)) if on]
+    if len(given) > 1:
+        typer.echo(f"aki: error: {' and '.join(given)} exclude each other; give one.", err=True)
         raise typer.Exit(2)
-    if shipped_language_model:
-        from aki.language import PRETRAINED_LANGUAGE_MODEL
-
-        if not (PRETRAINED_LANGUAGE_MODEL / "config.json").is_file():
-            typer.echo("aki: error: the decoder shipped with aki is missing from this install; make one with "
-                       "`aki pretrain-llm --out DIR` and pass --language-model DIR.", err=True)
-            raise typer.Exit(2)
-        s.language_model = str(PRETRAINED_LANGUAGE_MODEL)
+    if random_language_model:
+        s.language_model = None
     elif language_model is not None:
         s.language_model = str(language_model)
+    else:
+        s.language_model = default_language_model()
+        if s.language_model is None:
+            typer.echo("aki: error: the decoder shipped with aki is missing from this install; make one with "
+                       "`aki pretrain-llm --out DIR` and pass --language-model DIR (or --random-language-model).",
+                       err=True)
+            raise typer.Exit(2)
     if fast:
         s.n_train, s.n_test = 40, 8
         s.pt_steps = s.sft_steps = 3
@@ -130,9 +137,11 @@ def reproduce(
     scratch_tower: bool = typer.Option(False, "--scratch-tower", help="no pretrained tower: a random one "
                                        "that learns during pre-training"),
     language_model: Path = typer.Option(None, "--language-model", help="start from a decoder made by "
-                                        "`aki pretrain-llm` (default: a random decoder)"),
+                                        "`aki pretrain-llm` (default: the one shipped with aki)"),
     shipped_language_model: bool = typer.Option(False, "--shipped-language-model", help="start from the "
-                                                "decoder shipped with aki (made by `aki pretrain-llm`)"),
+                                                "decoder shipped with aki (the default; made by `aki pretrain-llm`)"),
+    random_language_model: bool = typer.Option(False, "--random-language-model", help="start from a random "
+                                               "decoder instead, as aki's quickstart did before it shipped one"),
 ) -> None:
     """Modes x seeds with mean ± standard deviation per rule and task, and a sentence saying whether
     MMA − causal exceeds the seed spread (aki.experiments.verdict); resumable (finished runs are
@@ -140,7 +149,8 @@ def reproduce(
     from aki.experiments.modes import REPRODUCE_MODES
 
     mode_names, seed_values = reproduce_choice(modes, seeds, mode, seed, REPRODUCE_MODES)
-    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, shipped_language_model)
+    settings = quick_settings(out, fast, vision_tower, scratch_tower, language_model, shipped_language_model,
+                              random_language_model)
     _run(settings, mode_names, seed_values)
 
 

@@ -71,6 +71,25 @@ def load_language_model(path: str | Path):
     return AutoModelForCausalLM.from_pretrained(path).eval()
 
 
+# TinyVLMSize's decoder fields and the transformers config entry each one sets.
+_DECODER_FIELDS = {"llm_hidden": "hidden_size", "llm_layers": "num_hidden_layers", "llm_heads": "num_attention_heads",
+                   "llm_kv_heads": "num_key_value_heads", "llm_intermediate": "intermediate_size",
+                   "vocab_size": "vocab_size", "llm_init_std": "initializer_range"}
+
+
+def check_size_applies(size: TinyVLMSize, lm_config, path: str | Path) -> None:
+    """A loaded decoder fixes its own shape, so a decoder field of ``size`` changed from its default to
+    another value than the decoder's would be silently unused: refuse it, naming the fields."""
+    default = TinyVLMSize()
+    unused = [f"{name}={getattr(size, name)} (the decoder has {getattr(lm_config, key, None)})"
+              for name, key in _DECODER_FIELDS.items()
+              if getattr(size, name) != getattr(default, name) and getattr(size, name) != getattr(lm_config, key, None)]
+    if unused:
+        raise ValueError(f"the language model in {path} brings its own shape and weights, so TinyVLMSize's "
+                         f"{', '.join(unused)} would not apply: leave those fields at their defaults, or build "
+                         "a random decoder (no language model; `aki quickstart --random-language-model`).")
+
+
 def tower_image_processor(path: str | Path):
     """The SigLIP image processor saved beside a tower (``preprocessor_config.json``; also the
     older ``AkiImageProcessor`` form)."""
@@ -113,6 +132,7 @@ def build_tiny_vlm(data_dir: str | Path, size: TinyVLMSize, seed: int = 0, out_d
 
     lm = load_language_model(language_model) if language_model is not None else None
     if lm is not None:
+        check_size_applies(size, lm.config, language_model)
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(language_model)

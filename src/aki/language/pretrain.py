@@ -113,7 +113,8 @@ def _experiment_settings(cfg: LanguagePretrainConfig, text_dir: Path):
 
     s = ExperimentSettings(out=str(Path(cfg.out) / WORK), data_dir=str(text_dir), progress=cfg.progress,
                            sft_steps=cfg.steps, batch_size=cfg.batch_size, sft_lr=cfg.lr,
-                           sft_max_length=cfg.max_length, num_threads=cfg.num_threads)
+                           sft_max_length=cfg.max_length, num_threads=cfg.num_threads,
+                           language_model=None)  # this stage makes the decoder: start from a random one
     s.size.llm_init_std = cfg.init_std
     s.size.llm_layers = cfg.layers
     return s
