@@ -129,3 +129,24 @@ def test_resume_names_a_damaged_finished_run(quick_run):
     line = result.stderr.strip()
     assert line.startswith("aki quickstart: error: the finished run") and "model.safetensors' is" in line and "cut short" in line
     assert f"Remove '{out / 'seed0' / 'mma'}'" in line
+
+
+def test_quickstart_starts_from_the_shipped_decoder_or_a_random_one(quick_run, tmp_path):
+    """By default the quickstart's decoder is the shipped one, tokenizer included;
+    ``--random-language-model`` builds a random decoder with a tokenizer trained on the data, and a
+    folder made one way is not resumed the other way."""
+    from transformers import AutoTokenizer
+
+    import aki.language
+
+    shipped = aki.language.PRETRAINED_LANGUAGE_MODEL
+    out = quick_run[0]
+    assert json.loads((out / "settings.json").read_text())["language_model"] == str(shipped)
+    vocab = AutoTokenizer.from_pretrained(out / "seed0" / "init").get_vocab()
+    assert vocab == AutoTokenizer.from_pretrained(shipped).get_vocab()
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path), "--fast", "--random-language-model"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "settings.json").read_text())["language_model"] is None
+    assert AutoTokenizer.from_pretrained(tmp_path / "seed0" / "init").get_vocab() != vocab
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["quickstart", "--out", str(tmp_path), "--fast"])
+    assert result.exit_code == 2 and "language_model" in result.output

@@ -34,8 +34,8 @@ def default_language_model() -> str | None:
 
 @dataclass
 class ExperimentSettings:
-    """Budget of one experiment. Defaults: the quickstart (7.9 minutes measured on the shared 2-core
-    machine, load average 2.6 at the start; docs/quickstart-lab.md)."""
+    """Budget of one experiment. Defaults: the quickstart (9.1 minutes measured on the 2-core machine
+    with no other job running; docs/quickstart-lab.md)."""
 
     out: str = "runs/quickstart"
     data_dir: str | None = None
