@@ -18,18 +18,23 @@ from aki.experiments.modes import Mode
 from aki.experiments.tiny_vlm import TinyVLMSize, build_tiny_vlm
 
 
+def _installed(folder: Path) -> str | None:
+    """``folder`` as a string when a model is saved there (its ``config.json``), else None."""
+    return str(folder) if (folder / "config.json").is_file() else None
+
+
 def default_tower() -> str | None:
     """The tower shipped with aki (``aki.vision.PRETRAINED_TOWER``), if it is installed."""
     from aki.vision import PRETRAINED_TOWER
 
-    return str(PRETRAINED_TOWER) if (PRETRAINED_TOWER / "config.json").is_file() else None
+    return _installed(PRETRAINED_TOWER)
 
 
 def default_language_model() -> str | None:
     """The decoder shipped with aki (``aki.language.PRETRAINED_LANGUAGE_MODEL``), if it is installed."""
     from aki.language import PRETRAINED_LANGUAGE_MODEL
 
-    return str(PRETRAINED_LANGUAGE_MODEL) if (PRETRAINED_LANGUAGE_MODEL / "config.json").is_file() else None
+    return _installed(PRETRAINED_LANGUAGE_MODEL)
 
 
 @dataclass
