@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,57 @@ def test_scene_as_text_transfer_runs_the_quickstart_stages_from_the_text_model(t
 
     pt_config = yaml.safe_load((out / "vlm" / "pt" / "config.yaml").read_text())
     assert pt_config["init"]["from_dir"] == str(out / "run" / "final")
+
+
+def test_lookup_speed_questions_are_answered_by_their_caption():
+    lab = _load("lab_lookup_speed")
+    questions, rng = lab.Questions((3, 7)), random.Random(0)
+    for _ in range(50):
+        prompt, answer = questions.item(rng, "where")
+        name = prompt.split("Where is the ")[1].split("?")[0]
+        assert f"{name} at {answer}" in prompt
+        prompt, answer = questions.item(rng, "relcot")
+        first, second = prompt.split("Is the ")[1].split("?")[0].split(" on the left or on the right side of the ")
+        x_first, x_second = (int(prompt.split(f"{n} at x ")[1].split()[0]) for n in (first, second))
+        assert answer == f"x {x_first} x {x_second} {'left' if x_first < x_second else 'right'}"
+        assert prompt.endswith(lab.WORKED)
+    questions.small = True
+    assert all(2 <= len(questions.scene(rng)) <= 3 for _ in range(20))
+
+
+def test_lookup_speed_scores_every_kind_and_repeats_itself(capsys):
+    lab = _load("lab_lookup_speed")
+    argv = ["--tasks", ",".join(lab.TASKS), "--steps", "4", "--eval-every", "2", "--batch-size", "4",
+            "--eval-items", "6", "--curriculum", "2", "--layers", "1", "--hidden", "32", "--heads", "2", "--kv-heads", "1"]
+    rows = lab.main(argv)
+    assert [r["step"] for r in rows] == [2, 4]
+    assert all(0.0 <= r[t] <= 100.0 for r in rows for t in lab.TASKS)
+    assert [{k: v for k, v in r.items() if k != "s"} for r in lab.main(argv)] == \
+        [{k: v for k, v in r.items() if k != "s"} for r in rows]
+    assert '"where1"' in capsys.readouterr().out
+
+
+def test_lookup_speed_trains_the_first_kinds_first_and_scores_both_sets(monkeypatch):
+    lab = _load("lab_lookup_speed")
+    drawn = []
+    item = lab.Questions.item
+
+    def spy(self, rng, task):
+        drawn.append(task)
+        return item(self, rng, task)
+
+    monkeypatch.setattr(lab.Questions, "item", spy)
+    rows = lab.main(["--first-tasks", "where", "--first-steps", "2", "--tasks", "rel", "--steps", "4",
+                     "--eval-every", "4", "--batch-size", "3", "--eval-items", "2", "--layers", "1", "--hidden", "32",
+                     "--heads", "2", "--kv-heads", "1"])
+    assert drawn[4:] == ["where"] * 6 + ["rel"] * 6  # 2 held-out items per kind, then 2 + 2 batches of 3
+    assert {"where", "rel"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("argv, problem", [(["--tasks", "where,colour"], "--tasks"), (["--nobj", "1,4"], "--nobj"),
+                                           (["--first-tasks", "rel"], "go together"),
+                                           (["--first-tasks", "what", "--first-steps", "3"], "--first-tasks")])
+def test_lookup_speed_refuses_unknown_kinds_and_one_object_scenes(argv, problem, capsys):
+    with pytest.raises(SystemExit):
+        _load("lab_lookup_speed").parse_args(argv)
+    assert problem in capsys.readouterr().err
