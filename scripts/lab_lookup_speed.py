@@ -5,8 +5,9 @@ Items 43-44 found that the 4-layer decoder learns "where is the <name>?" to only
 text stage. This driver isolates that skill: a fresh transformers ``LlamaForCausalLM`` with the shipped
 decoder's tokenizer, trained on one or a few generated question kinds about a scene written as a
 caption ("This image shows a small red circle at x 3 y 5, ..."), loss on the answer tokens only, and
-scored on 400 held-out questions per kind (teacher-forced, every answer token right, which is what
-greedy decoding gets right). Its scenes are drawn here, not by ``aki data synth``: six colours and six
+scored on 400 questions per kind drawn from their own random stream, the same for every run (a
+scene repeated from training is possible but rare), teacher-forced with every answer token right,
+which is what greedy decoding gets right. Its scenes are drawn here, not by ``aki data synth``: six colours and six
 shapes on an 8 x 8 grid, so that a run takes minutes, not the text stage's hour.
 
 Question kinds: ``where`` (the cell of a uniquely named colour-shape pair: "x 3 y 5"), ``where1``
@@ -14,7 +15,7 @@ Question kinds: ``where`` (the cell of a uniquely named colour-shape pair: "x 3 
 and a comparison) and ``relcot`` (the same question, answered with both x values first, as worked
 steps, under its own instruction).
 
-    .venv/bin/python scripts/lab_lookup_speed.py --tasks where --nobj 3,7 --curriculum 1000 --steps 2000
+    .venv/bin/python scripts/lab_lookup_speed.py --tasks where --nobj 3,7 --curriculum 1000 --steps 2000 --init-std 0.02
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"{option}: {','.join(kinds)!r}; choose from {', '.join(TASKS)}")
     if bool(args.first_tasks) != (args.first_steps > 0):
         p.error("--first-tasks and --first-steps go together: give both or neither")
-    lo, hi = (int(v) for v in args.nobj.split(","))
+    try:
+        lo, hi = (int(v) for v in args.nobj.split(","))
+    except ValueError:
+        p.error(f"--nobj {args.nobj}: give two whole numbers, lowest,highest (for example 3,7)")
     if not 2 <= lo <= hi:
         p.error(f"--nobj {args.nobj}: need 2 <= lowest <= highest (a relation names two objects)")
     args.task_list, args.first_list, args.objects = tasks, first, (lo, hi)

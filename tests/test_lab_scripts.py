@@ -130,6 +130,7 @@ def test_lookup_speed_trains_the_first_kinds_first_and_scores_both_sets(monkeypa
 
 
 @pytest.mark.parametrize("argv, problem", [(["--tasks", "where,colour"], "--tasks"), (["--nobj", "1,4"], "--nobj"),
+                                           (["--nobj", "5"], "two whole numbers"),
                                            (["--first-tasks", "rel"], "go together"),
                                            (["--first-tasks", "what", "--first-steps", "3"], "--first-tasks")])
 def test_lookup_speed_refuses_unknown_kinds_and_one_object_scenes(argv, problem, capsys):
